@@ -1,17 +1,21 @@
 import { roundToTotal } from "./_rounding.ts";
 import type { Clearing, Market } from "./types.ts";
 import { waterFill } from "./_water_fill.ts";
+import { SLOT, Workspace } from "./_workspace.ts";
+
+const workspace = new Workspace();
 
 /** Clears one market; see the module documentation of `mod.ts` for the rules. */
 export function clearMarket(market: Market): Clearing {
   const { capacity, bids } = market;
   const surplus = market.surplus ?? "distribute";
   const n = bids.length;
+  const ws = workspace;
   const ids = new Array<string>(n);
-  const weight = new Float64Array(n);
-  const floor = new Float64Array(n);
-  const target = new Float64Array(n);
-  const cap = new Float64Array(n);
+  const weight = ws.f64(SLOT.weight, n);
+  const floor = ws.f64(SLOT.floor, n);
+  const target = ws.f64(SLOT.target, n);
+  const cap = ws.f64(SLOT.cap, n);
   let floorSum = 0;
   let targetSum = 0;
   let capSum = 0;
@@ -32,7 +36,7 @@ export function clearMarket(market: Market): Clearing {
     // Floors alone exhaust capacity: floors are never cut.
     return {
       allocations: toRecord(ids, floor),
-      price: floorPrice(weight, floor, target),
+      price: floorPrice(n, weight, floor, target),
       contended,
       oversubscribed: floorSum > capacity,
     };
@@ -44,21 +48,39 @@ export function clearMarket(market: Market): Clearing {
     if (capSum <= capacity) {
       return { allocations: toRecord(ids, cap), price: 0, contended, oversubscribed: false };
     }
-    const { shares } = waterFill(weight, target, cap, capacity);
     return {
-      allocations: toRecord(ids, roundToTotal(shares, target, cap, ids, capacity)),
+      allocations: toRecord(ids, fillAndRound(n, weight, target, cap, ids, capacity)),
       price: 0,
       contended,
       oversubscribed: false,
     };
   }
-  const { level, shares } = waterFill(weight, floor, target, capacity);
+  const shares = ws.f64(SLOT.shares, n);
+  const level = waterFill(ws, n, weight, floor, target, capacity, shares);
+  const rounded = ws.f64(SLOT.rounded, n);
+  roundToTotal(ws, n, shares, floor, target, ids, capacity, rounded);
   return {
-    allocations: toRecord(ids, roundToTotal(shares, floor, target, ids, capacity)),
+    allocations: toRecord(ids, rounded),
     price: 1 / level,
     contended,
     oversubscribed: false,
   };
+}
+
+/** Water-fills [lo, hi] up to `total` and rounds to integers adding up to it. */
+function fillAndRound(
+  n: number,
+  weight: Float64Array,
+  lo: Float64Array,
+  hi: Float64Array,
+  ids: readonly string[],
+  total: number,
+): Float64Array {
+  const shares = workspace.f64(SLOT.shares, n);
+  waterFill(workspace, n, weight, lo, hi, total, shares);
+  const rounded = workspace.f64(SLOT.rounded, n);
+  roundToTotal(workspace, n, shares, lo, hi, ids, total, rounded);
+  return rounded;
 }
 
 /**
@@ -68,12 +90,13 @@ export function clearMarket(market: Market): Clearing {
  * a zero floor (λ = 0: no finite price buys it anything).
  */
 function floorPrice(
+  n: number,
   weight: Float64Array,
   floor: Float64Array,
   target: Float64Array,
 ): number | null {
   let level = Number.POSITIVE_INFINITY;
-  for (let i = 0; i < weight.length; i++) {
+  for (let i = 0; i < n; i++) {
     if (target[i] > floor[i]) level = Math.min(level, floor[i] / weight[i]);
   }
   if (level === Number.POSITIVE_INFINITY) return 0;
