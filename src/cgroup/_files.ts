@@ -9,17 +9,26 @@ export class MalformedFile extends Error {
   }
 }
 
+const DIGITS = /^\d+$/;
+const KEY = /^[a-z_.0-9]+$/;
+
 /** Parses a flat-keyed file (`cpu.stat`): lines of `key value`, values non-negative integers. */
 export function parseKeyedCounters(text: string): Map<string, number> {
   const counters = new Map<string, number>();
-  for (const raw of text.split("\n")) {
-    const line = raw.trim();
+  let start = 0;
+  while (start < text.length) {
+    let end = text.indexOf("\n", start);
+    if (end < 0) end = text.length;
+    const line = text.slice(start, end).trim();
+    start = end + 1;
     if (line === "") continue;
-    const match = /^([a-z_.0-9]+) (\d+)$/.exec(line);
-    if (match === null) {
+    const space = line.indexOf(" ");
+    const key = line.slice(0, space);
+    const value = line.slice(space + 1);
+    if (space <= 0 || !KEY.test(key) || !DIGITS.test(value)) {
       throw new MalformedFile(`unexpected line ${JSON.stringify(truncate(line))}`);
     }
-    counters.set(match[1], safeInteger(match[2], match[1]));
+    counters.set(key, safeInteger(value, key));
   }
   if (counters.size === 0) throw new MalformedFile("empty file");
   return counters;
@@ -29,7 +38,7 @@ export function parseKeyedCounters(text: string): Map<string, number> {
 export function parseSingleInteger(text: string, allowMinusOne = false): number {
   const value = text.trim();
   if (allowMinusOne && value === "-1") return -1;
-  if (!/^\d+$/.test(value)) {
+  if (!DIGITS.test(value)) {
     throw new MalformedFile(`expected an integer, got ${JSON.stringify(truncate(value))}`);
   }
   return safeInteger(value, "value");
@@ -48,15 +57,20 @@ export function parseCpuMax(text: string): { quotaMicros: number | null; periodM
   return { quotaMicros: match[1] === "max" ? null : safeInteger(match[1], "quota"), periodMicros };
 }
 
+const PSI_LINE = /^(some|full) avg10=(\d+\.\d+) avg60=(\d+\.\d+) avg300=(\d+\.\d+) total=(\d+)$/;
+
 /** Parses a PSI file (`cpu.pressure`): a `some` line and, on most kernels, a `full` line. */
 export function parsePressure(text: string): PsiSample {
   let some: PsiLine | null = null;
   let full: PsiLine | null = null;
-  for (const raw of text.split("\n")) {
-    const line = raw.trim();
+  let start = 0;
+  while (start < text.length) {
+    let end = text.indexOf("\n", start);
+    if (end < 0) end = text.length;
+    const line = text.slice(start, end).trim();
+    start = end + 1;
     if (line === "") continue;
-    const match = /^(some|full) avg10=(\d+\.\d+) avg60=(\d+\.\d+) avg300=(\d+\.\d+) total=(\d+)$/
-      .exec(line);
+    const match = PSI_LINE.exec(line);
     if (match === null) {
       throw new MalformedFile(`unexpected line ${JSON.stringify(truncate(line))}`);
     }

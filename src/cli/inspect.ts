@@ -28,6 +28,14 @@ twice, N ms apart (default 1000), and prints one JSON line per container:
    "throttledRatio", "throttledMillicores", "limitMillicores", "psiSomeAvg10", ...}
 then one {"unclassified": path, "reason": ...} line per directory it could not classify.`;
 
+/** Deno 2.9 refuses every read under /sys, /proc and /dev unless given --allow-all (denoland/deno#27564). */
+const SYS_DENIED = (root: string) =>
+  `inspect: Deno reads nothing under ${root} without --allow-all (it treats /sys as a special path).
+Either bind-mount the cgroup root elsewhere and keep read-only, least-privilege access (what the agent's DaemonSet does):
+  sudo mkdir -p /run/mbcas/cgroup && sudo mount --rbind ${root} /run/mbcas/cgroup
+  deno task inspect -- --cgroup-root /run/mbcas/cgroup
+or run with --allow-all: deno task inspect:host`;
+
 const optionsSchema = z.object({
   cgroupRoot: z.string().min(1, "must be a directory path"),
   intervalMs: z.coerce.number({ error: "must be a whole number of milliseconds" }).int(
@@ -76,16 +84,22 @@ export async function runInspectCli(
   }
 
   let layout;
+  let found;
   try {
     layout = detectLayout(options.cgroupRoot);
+    found = discover(layout);
   } catch (error) {
     if (error instanceof CgroupRootError) {
       printError(`inspect: ${error.message}`);
       return 2;
     }
+    if (error instanceof Deno.errors.NotCapable && /^\/(sys|proc|dev)\b/.test(options.cgroupRoot)) {
+      printError(SYS_DENIED(options.cgroupRoot));
+      return 2;
+    }
     throw error;
   }
-  const { pods, unclassified } = discover(layout);
+  const { pods, unclassified } = found;
   const containers = pods.flatMap((pod) => pod.containers);
   const first = containers.map((c) => readSample(layout, c.relativePath, now()));
   await sleep(options.intervalMs);

@@ -1,0 +1,137 @@
+/**
+ * `deno task bench:cgroup`: CPU cost of one discovery pass and one sampling
+ * pass (every container read once) over 110 pods × 3 containers, on generated
+ * v2 and v1 trees and, as root, on real kernel cgroups. Target: a sampling
+ * pass ≤ 5 ms of CPU.
+ */
+import { cpuUsage } from "node:process";
+import { CgroupSampler, detectLayout, discover } from "../../src/cgroup/mod.ts";
+import type { CgroupLayout } from "../../src/cgroup/mod.ts";
+import { CgroupFixture, containerId, type FixtureLayout, podUid } from "../cgroup/_fixtures.ts";
+import { RealCgroupTree, realCgroupV1Missing } from "../cgroup/_real_kernel.ts";
+
+const PODS = 110;
+const CONTAINERS = 3;
+const PASSES = 200;
+
+interface Row {
+  tree: string;
+  containers: number;
+  discoverMs: number;
+  sampleMs: number;
+  wallMs: number;
+}
+
+function cpuMs(): number {
+  const u = cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+function measure(tree: string, layout: CgroupLayout): Row {
+  const paths = discover(layout).pods.flatMap((p) => p.containers.map((c) => c.relativePath));
+  const sampler = new CgroupSampler(layout);
+  for (let i = 0; i < 20; i++) for (const p of paths) sampler.read(p, i); // warm-up
+  let start = cpuMs();
+  for (let i = 0; i < 20; i++) discover(layout);
+  const discoverMs = (cpuMs() - start) / 20;
+  start = cpuMs();
+  const wall = performance.now();
+  for (let i = 0; i < PASSES; i++) {
+    for (const p of paths) {
+      const r = sampler.read(p, i);
+      if (r.status !== "ok") throw new Error(`${p}: ${JSON.stringify(r)}`);
+    }
+  }
+  return {
+    tree,
+    containers: paths.length,
+    discoverMs,
+    sampleMs: (cpuMs() - start) / PASSES,
+    wallMs: (performance.now() - wall) / PASSES,
+  };
+}
+
+const rows: Row[] = [];
+for (const layout of ["v2-systemd", "v1-cgroupfs"] as FixtureLayout[]) {
+  const fixture = CgroupFixture.create(layout);
+  try {
+    for (let p = 0; p < PODS; p++) {
+      fixture.addPod({
+        uid: podUid(p),
+        qos: p % 3 === 0 ? "guaranteed" : "burstable",
+        containers: Array.from({ length: CONTAINERS }, (_, c) => ({
+          id: containerId(p * 10 + c),
+          shares: c === 0 ? 2 : 512,
+          quotaMicros: c === 0 ? null : 50_000,
+        })),
+      });
+    }
+    rows.push(measure(`generated ${layout}`, detectLayout(fixture.root)));
+  } finally {
+    fixture.cleanup();
+  }
+}
+
+const missing = realCgroupV1Missing();
+if (missing === null) {
+  const tree = new RealCgroupTree();
+  try {
+    for (let p = 0; p < PODS; p++) {
+      const uid = crypto.randomUUID();
+      for (let c = 0; c < CONTAINERS; c++) {
+        tree.addContainer(containerId(p * 10 + c), c === 0 ? null : 50_000, 512, uid);
+      }
+    }
+    const layout = detectLayout("/sys/fs/cgroup");
+    const all = discover(layout);
+    // Only this tree's containers (the machine may have others).
+    const own = { ...layout };
+    rows.push(
+      measureOwn(
+        `real kernel v${layout.version}${layout.psiDir ? " + unified PSI" : ""}`,
+        own,
+        all.pods.filter((p) => p.relativePath.startsWith(tree.kubepodsRoot)).flatMap((p) =>
+          p.containers.map((c) => c.relativePath)
+        ),
+      ),
+    );
+  } finally {
+    await tree.cleanup();
+  }
+} else {
+  console.log(`(real kernel row skipped: ${missing})`);
+}
+
+function measureOwn(tree: string, layout: CgroupLayout, paths: string[]): Row {
+  const sampler = new CgroupSampler(layout);
+  for (let i = 0; i < 20; i++) for (const p of paths) sampler.read(p, i);
+  let start = cpuMs();
+  for (let i = 0; i < 20; i++) discover(layout);
+  const discoverMs = (cpuMs() - start) / 20;
+  start = cpuMs();
+  const wall = performance.now();
+  for (let i = 0; i < PASSES; i++) for (const p of paths) sampler.read(p, i);
+  return {
+    tree,
+    containers: paths.length,
+    discoverMs,
+    sampleMs: (cpuMs() - start) / PASSES,
+    wallMs: (performance.now() - wall) / PASSES,
+  };
+}
+
+console.log(
+  `cgroup module cost per pass, ${PODS} pods × ${CONTAINERS} containers, mean of ${PASSES} sampling passes (Deno ${Deno.version.deno})`,
+);
+console.log(
+  "tree                                containers  discovery CPU  sampling CPU  sampling wall  target",
+);
+for (const r of rows) {
+  console.log(
+    `${r.tree.padEnd(36)}${String(r.containers).padEnd(12)}${
+      `${r.discoverMs.toFixed(2)} ms`.padEnd(15)
+    }${`${r.sampleMs.toFixed(2)} ms`.padEnd(14)}${
+      `${r.wallMs.toFixed(2)} ms`.padEnd(15)
+    }≤ 5 ms sampling CPU`,
+  );
+}
