@@ -149,9 +149,8 @@ export class CgroupFixture {
       case "v2-cgroupfs":
       case "v1-cgroupfs":
         return "/kubepods";
-      default:
-        return "/kubepods.slice";
     }
+    return "/kubepods.slice";
   }
 
   get #systemd(): boolean {
