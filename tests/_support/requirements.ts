@@ -30,3 +30,25 @@ export function requireOrSkip(
     },
   });
 }
+
+/** Why the test bed cannot start here (no Go toolchain and no cached build), or null. */
+export function testbedMissing(): string | null {
+  const cache = `${
+    Deno.env.get("XDG_CACHE_HOME") ?? `${Deno.env.get("HOME")}/.cache`
+  }/mbcas/testbed/bin`;
+  try {
+    Deno.statSync(`${cache}/kube-apiserver`);
+    return null;
+  } catch {
+    // not built yet: needs Go
+  }
+  for (const dir of [...(Deno.env.get("PATH") ?? "").split(":"), "/usr/local/go/bin"]) {
+    try {
+      Deno.statSync(`${dir}/go`);
+      return null;
+    } catch {
+      // keep looking
+    }
+  }
+  return "no Go toolchain to build the test bed (kube-apiserver, etcd) and no cached build";
+}

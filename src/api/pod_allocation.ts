@@ -1,0 +1,139 @@
+/**
+ * The `PodAllocation` custom resource (`allocation.mbcas.io/v1alpha1`): types
+ * and zod schemas, the single TypeScript source of truth for the CRD in
+ * `deploy/crd/`. A test checks both accept and reject the same objects.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { isQuantity, parseMillicores } from "./quantity.ts";
+
+/** API group. */
+export const GROUP = "allocation.mbcas.io";
+/** API version. */
+export const VERSION = "v1alpha1";
+/** `apiVersion` field value. */
+export const API_VERSION = `${GROUP}/${VERSION}`;
+/** Resource plural. */
+export const PLURAL = "podallocations";
+/** Kind. */
+export const KIND = "PodAllocation";
+
+const POD_UID = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32})$/;
+const REASON = /^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/;
+
+const cpuQuantity = (field: string) =>
+  z.string().max(32).refine((text) => isQuantity(text) && (parseMillicores(text) ?? 0) > 0, {
+    error: (issue) =>
+      `${field} must be a positive CPU quantity such as 250m or 1.5, got ${
+        JSON.stringify(issue.input)
+      }`,
+  });
+
+/** Market evidence behind one container's allocation. */
+export const evidenceSchema = z.object({
+  demandMillicores: z.number().int().min(0),
+  weight: z.number().gt(0),
+  floorMillicores: z.number().int().min(0),
+  capMillicores: z.number().int().min(0),
+  usageMillicores: z.number().int().min(0).optional(),
+  throttledRatio: z.number().min(0).max(1).optional(),
+}).refine((e) => e.floorMillicores <= e.capMillicores, {
+  message: "floorMillicores must not exceed capMillicores",
+});
+
+/** One container's desired CPU. */
+export const containerAllocationSchema = z.object({
+  name: z.string().min(1).max(63),
+  cpuLimit: cpuQuantity("cpuLimit"),
+  cpuRequest: cpuQuantity("cpuRequest").optional(),
+  evidence: evidenceSchema.optional(),
+}).refine(
+  (c) =>
+    c.cpuRequest === undefined || parseMillicores(c.cpuLimit)! >= parseMillicores(c.cpuRequest)!,
+  { message: "cpuLimit must not be below cpuRequest" },
+);
+
+/** The spec, written by the agent. */
+export const podAllocationSpecSchema = z.object({
+  podName: z.string().min(1).max(253),
+  podUID: z.string().regex(POD_UID, "podUID must be a pod UID"),
+  nodeName: z.string().min(1).max(253),
+  containers: z.array(containerAllocationSchema).min(1).max(64).refine(
+    (list) => new Set(list.map((c) => c.name)).size === list.length,
+    { message: "container names must be unique" },
+  ),
+  market: z.object({
+    price: z.number().min(0).nullable().optional(),
+    capacityMillicores: z.number().int().min(0),
+    contended: z.boolean(),
+    computedAt: z.iso.datetime({ offset: true }),
+  }),
+});
+
+/** A status condition. */
+export const conditionSchema = z.object({
+  type: z.enum(["Applied", "ResizePending", "Skipped"]),
+  status: z.enum(["True", "False", "Unknown"]),
+  reason: z.string().max(1024).regex(REASON),
+  message: z.string().max(32768),
+  lastTransitionTime: z.iso.datetime({ offset: true }),
+  observedGeneration: z.number().int().min(0).optional(),
+});
+
+/** The status, written by the controller. */
+export const podAllocationStatusSchema = z.object({
+  observedGeneration: z.number().int().min(0).optional(),
+  state: z.enum(["Applied", "Pending", "Skipped", "Failed"]).optional(),
+  lastResizeTime: z.iso.datetime({ offset: true }).optional(),
+  containers: z.array(z.object({
+    name: z.string(),
+    cpuLimit: z.string().optional(),
+    cpuRequest: z.string().optional(),
+  })).optional(),
+  conditions: z.array(conditionSchema).refine(
+    (list) => new Set(list.map((c) => c.type)).size === list.length,
+    { message: "condition types must be unique" },
+  ).optional(),
+});
+
+/** A whole PodAllocation object. */
+export const podAllocationSchema = z.object({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal(KIND),
+  metadata: z.looseObject({
+    name: z.string().min(1),
+    namespace: z.string().min(1).optional(),
+    uid: z.string().optional(),
+    resourceVersion: z.string().optional(),
+    generation: z.number().int().optional(),
+  }),
+  spec: podAllocationSpecSchema,
+  status: podAllocationStatusSchema.optional(),
+}).refine((pa) => pa.metadata.name === pa.spec.podName, {
+  message: "metadata.name must equal spec.podName: a PodAllocation is named after its pod",
+  path: ["metadata", "name"],
+});
+
+/** A PodAllocation. */
+export type PodAllocation = z.infer<typeof podAllocationSchema>;
+/** Its spec. */
+export type PodAllocationSpec = z.infer<typeof podAllocationSpecSchema>;
+/** Its status. */
+export type PodAllocationStatus = z.infer<typeof podAllocationStatusSchema>;
+/** One container's desired CPU. */
+export type ContainerAllocation = z.infer<typeof containerAllocationSchema>;
+/** A status condition. */
+export type Condition = z.infer<typeof conditionSchema>;
+
+/** The outcome of validating untrusted data as a PodAllocation. */
+export type Validated = { ok: true; value: PodAllocation } | { ok: false; error: string };
+
+/** Validates untrusted data (e.g. from a watch) as a PodAllocation; the error names the field path and problem. */
+export function validatePodAllocation(raw: unknown): Validated {
+  const result = podAllocationSchema.safeParse(raw);
+  if (result.success) return { ok: true, value: result.data };
+  const issue = result.error.issues[0];
+  const path = issue.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("");
+  return { ok: false, error: `${path.replace(/^\./, "") || "object"}: ${issue.message}` };
+}

@@ -1,0 +1,29 @@
+/**
+ * The Kubernetes layer agent and controller share: client construction, a
+ * resilient informer, conflict retries, and typed writes.
+ *
+ * @module
+ */
+export {
+  errorMessage,
+  KubeConfigError,
+  loadKubeConfig,
+  SERVICE_ACCOUNT_DIR,
+  statusCode,
+} from "./client.ts";
+export type { ConnectionOptions } from "./client.ts";
+export { backoffDelay, Informer, kubeSource, objectKey } from "./informer.ts";
+export type {
+  InformerEvent,
+  InformerOptions,
+  InformerSource,
+  InformerStats,
+  KubeObject,
+  KubeSourceOptions,
+  ListResult,
+  WatchStream,
+} from "./informer.ts";
+export { retryOnConflict } from "./retry.ts";
+export { MERGE_PATCH, toPlain } from "./plain.ts";
+export { patchPodResize, resizePatch, updatePodAllocationStatus } from "./resize.ts";
+export type { ContainerResize } from "./resize.ts";
