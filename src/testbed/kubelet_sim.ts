@@ -165,7 +165,10 @@ export class KubeletSimulator {
       try {
         await this.#reconcile(key);
       } catch (error) {
-        if (statusCode(error) !== 404) {
+        // 404: the pod is gone. Connection errors: the API server is restarting; the resync retries.
+        const quiet = statusCode(error) === 404 ||
+          /ECONNREFUSED|ECONNRESET|socket hang up/.test(String(error));
+        if (!quiet) {
           console.error(`kubelet-sim ${this.nodeName}: ${key}: ${String(error).slice(0, 300)}`);
         }
       }
