@@ -1,0 +1,20 @@
+/**
+ * The controller: applies PodAllocations to pods in place through
+ * `pods/resize`, with the safety rules of the resize policy.
+ *
+ * @module
+ */
+export * from "./policy.ts";
+export {
+  ALLOW_RESTART_ANNOTATION,
+  desiredAllocation,
+  MANAGED_ANNOTATION,
+  MANAGED_LABEL,
+  optedIn,
+  podState,
+  statusChanged,
+  statusFor,
+} from "./observe.ts";
+export { ResizeRateLimiter, TokenBucket } from "./rate_limit.ts";
+export { ResizeController } from "./reconciler.ts";
+export type { ControllerOptions, ControllerStats } from "./reconciler.ts";

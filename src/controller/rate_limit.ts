@@ -1,0 +1,74 @@
+/**
+ * Token buckets for resizes: a global one and one per node, so a flood of
+ * PodAllocations cannot storm the API server or any kubelet. Time is passed
+ * in, so the arithmetic is testable.
+ *
+ * @module
+ */
+
+/** A token bucket: `burst` tokens, refilled at `perSecond`. */
+export class TokenBucket {
+  #tokens: number;
+  #at: number;
+  readonly perSecond: number;
+  readonly burst: number;
+
+  /** A full bucket at time `nowMs`. */
+  constructor(perSecond: number, burst: number, nowMs: number) {
+    this.perSecond = perSecond;
+    this.burst = burst;
+    this.#tokens = burst;
+    this.#at = nowMs;
+  }
+
+  #refill(nowMs: number): void {
+    this.#tokens = Math.min(
+      this.burst,
+      this.#tokens + ((nowMs - this.#at) / 1000) * this.perSecond,
+    );
+    this.#at = Math.max(this.#at, nowMs);
+  }
+
+  /** Milliseconds until a token is available (0 when one is). */
+  waitMs(nowMs: number): number {
+    this.#refill(nowMs);
+    return this.#tokens >= 1 ? 0 : Math.ceil(((1 - this.#tokens) / this.perSecond) * 1000);
+  }
+
+  /** Takes a token; call only when {@link TokenBucket.waitMs} is 0. */
+  take(nowMs: number): void {
+    this.#refill(nowMs);
+    this.#tokens -= 1;
+  }
+}
+
+/** The global bucket and one bucket per node. */
+export class ResizeRateLimiter {
+  readonly #global: TokenBucket;
+  readonly #nodes = new Map<string, TokenBucket>();
+  readonly #perNode: { perSecond: number; burst: number };
+
+  /** Creates the limiter. */
+  constructor(
+    global: { perSecond: number; burst: number },
+    perNode: { perSecond: number; burst: number },
+    nowMs: number,
+  ) {
+    this.#global = new TokenBucket(global.perSecond, global.burst, nowMs);
+    this.#perNode = perNode;
+  }
+
+  /** Takes a token from both buckets and returns 0, or returns how long to wait (taking nothing). */
+  tryTake(node: string, nowMs: number): number {
+    let bucket = this.#nodes.get(node);
+    if (bucket === undefined) {
+      bucket = new TokenBucket(this.#perNode.perSecond, this.#perNode.burst, nowMs);
+      this.#nodes.set(node, bucket);
+    }
+    const wait = Math.max(this.#global.waitMs(nowMs), bucket.waitMs(nowMs));
+    if (wait > 0) return wait;
+    this.#global.take(nowMs);
+    bucket.take(nowMs);
+    return 0;
+  }
+}

@@ -1,0 +1,383 @@
+/**
+ * The controller's imperative shell: informers on PodAllocations, pods,
+ * namespaces and nodes; a work queue keyed by PodAllocation; and a level-based
+ * reconcile that reads the caches, asks the pure policy what to do, patches
+ * `pods/resize`, and records status. Time comes from an injected clock.
+ *
+ * @module
+ */
+import * as k8s from "@kubernetes/client-node";
+import {
+  formatMillicores,
+  GROUP,
+  PLURAL,
+  type PodAllocation,
+  validatePodAllocation,
+  VERSION,
+} from "../api/mod.ts";
+import {
+  errorMessage,
+  Informer,
+  kubeSource,
+  MERGE_PATCH,
+  patchPodResize,
+  statusCode,
+  toPlain,
+} from "../k8s/mod.ts";
+import { desiredAllocation, podState, statusChanged, statusFor } from "./observe.ts";
+import {
+  decide,
+  emptyMemory,
+  type PodMemory,
+  recordPatch,
+  type ResizePolicyConfig,
+} from "./policy.ts";
+import { ResizeRateLimiter } from "./rate_limit.ts";
+
+/** Options of the controller. */
+export interface ControllerOptions {
+  /** The resize policy. */
+  policy: ResizePolicyConfig;
+  /** Compute and record everything, patch nothing. */
+  dryRun: boolean;
+  /** Resize rate limits. */
+  rateLimit: {
+    global: { perSecond: number; burst: number };
+    perNode: { perSecond: number; burst: number };
+  };
+  /** Wall clock, milliseconds (default Date.now). */
+  now?: () => number;
+  /** Structured log sink. */
+  log?: (
+    level: "debug" | "info" | "warn" | "error",
+    message: string,
+    fields?: Record<string, unknown>,
+  ) => void;
+  /** Informer resync period (default 30 s). */
+  resyncMs?: number;
+}
+
+/** Counters for metrics and tests. */
+export interface ControllerStats {
+  /** Resize patches by result: applied (accepted by the API), rejected, dryRun, rateLimited. */
+  resizes: Record<"accepted" | "rejected" | "dryRun" | "rateLimited", number>;
+  /** Reconciles run. */
+  reconciles: number;
+  /** Status writes. */
+  statusWrites: number;
+  /** API errors. */
+  apiErrors: number;
+  /** Decisions that held something back, by reason. */
+  reasons: Record<string, number>;
+}
+
+type PlainPodAllocation = k8s.KubernetesObject & {
+  spec?: unknown;
+  status?: PodAllocation["status"];
+};
+
+/** Applies PodAllocations to pods through `pods/resize`, safely. */
+export class ResizeController {
+  readonly stats: ControllerStats = {
+    resizes: { accepted: 0, rejected: 0, dryRun: 0, rateLimited: 0 },
+    reconciles: 0,
+    statusWrites: 0,
+    apiErrors: 0,
+    reasons: {},
+  };
+  readonly #core: k8s.CoreV1Api;
+  readonly #custom: k8s.CustomObjectsApi;
+  readonly #options: ControllerOptions;
+  readonly #now: () => number;
+  readonly #log: NonNullable<ControllerOptions["log"]>;
+  readonly #allocations: Informer<PlainPodAllocation>;
+  readonly #pods: Informer<k8s.V1Pod>;
+  readonly #namespaces: Informer<k8s.V1Namespace>;
+  readonly #nodes: Informer<k8s.V1Node>;
+  readonly #memory = new Map<string, PodMemory>();
+  readonly #queue = new Set<string>();
+  readonly #timers = new Map<string, { at: number; timer: ReturnType<typeof setTimeout> }>();
+  readonly #limiter: ResizeRateLimiter;
+  #draining: Promise<void> | null = null;
+  #running = false;
+
+  /** Creates the controller; call {@link ResizeController.start}. */
+  constructor(kc: k8s.KubeConfig, options: ControllerOptions) {
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+    this.#log = options.log ?? (() => {});
+    this.#core = kc.makeApiClient(k8s.CoreV1Api);
+    this.#custom = kc.makeApiClient(k8s.CustomObjectsApi);
+    this.#limiter = new ResizeRateLimiter(
+      options.rateLimit.global,
+      options.rateLimit.perNode,
+      this.#now(),
+    );
+    const informerOptions = (name: string) => ({
+      name,
+      resyncMs: options.resyncMs ?? 30_000,
+      log: (level: "info" | "warn", message: string, fields?: Record<string, unknown>) =>
+        this.#log(level, message, fields),
+    });
+    const core = this.#core;
+    const custom = this.#custom;
+    this.#allocations = new Informer(
+      kubeSource<PlainPodAllocation>(kc, {
+        path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
+        list: async () => {
+          const list = await custom.listClusterCustomObject({
+            group: GROUP,
+            version: VERSION,
+            plural: PLURAL,
+          }) as {
+            items: PlainPodAllocation[];
+            metadata: { resourceVersion: string };
+          };
+          return { items: list.items, resourceVersion: list.metadata.resourceVersion };
+        },
+      }),
+      informerOptions("podallocations"),
+    );
+    const plainList =
+      <T>(fetch: () => Promise<{ items: T[]; metadata?: { resourceVersion?: string } }>) =>
+      async () => {
+        const list = toPlain(await fetch());
+        return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? "" };
+      };
+    this.#pods = new Informer(
+      kubeSource<k8s.V1Pod>(kc, {
+        path: "/api/v1/pods",
+        list: plainList(() => core.listPodForAllNamespaces()),
+      }),
+      informerOptions("pods"),
+    );
+    this.#namespaces = new Informer(
+      kubeSource<k8s.V1Namespace>(kc, {
+        path: "/api/v1/namespaces",
+        list: plainList(() => core.listNamespace()),
+      }),
+      informerOptions("namespaces"),
+    );
+    this.#nodes = new Informer(
+      kubeSource<k8s.V1Node>(kc, { path: "/api/v1/nodes", list: plainList(() => core.listNode()) }),
+      informerOptions("nodes"),
+    );
+  }
+
+  /** Whether every cache holds a complete list. */
+  get synced(): boolean {
+    return [this.#allocations, this.#pods, this.#namespaces, this.#nodes].every((i) => i.hasSynced);
+  }
+
+  /** Starts the informers and the work queue; resolves once the caches are synced. */
+  async start(): Promise<void> {
+    this.#running = true;
+    this.#allocations.subscribe((e) => this.#enqueue(keyOf(e.object)));
+    this.#pods.subscribe((e) => this.#enqueue(keyOf(e.object)));
+    this.#namespaces.subscribe((e) => {
+      if (e.type === "resync") return;
+      const ns = e.object.metadata?.name;
+      for (const pa of this.#allocations.list()) {
+        if (pa.metadata?.namespace === ns) this.#enqueue(keyOf(pa));
+      }
+    });
+    for (const informer of [this.#namespaces, this.#nodes, this.#pods, this.#allocations]) {
+      informer.start();
+    }
+    await Promise.all(
+      [this.#allocations, this.#pods, this.#namespaces, this.#nodes].map((i) => i.synced()),
+    );
+  }
+
+  /** Stops everything. */
+  async stop(): Promise<void> {
+    this.#running = false;
+    for (const { timer } of this.#timers.values()) clearTimeout(timer);
+    this.#timers.clear();
+    await Promise.all(
+      [this.#allocations, this.#pods, this.#namespaces, this.#nodes].map((i) => i.stop()),
+    );
+    await this.#draining;
+  }
+
+  #enqueue(key: string): void {
+    if (!this.#running) return;
+    this.#queue.add(key);
+    this.#draining ??= this.#drain().finally(() => (this.#draining = null));
+  }
+
+  #schedule(key: string, afterMs: number): void {
+    const at = this.#now() + afterMs;
+    const existing = this.#timers.get(key);
+    if (existing !== undefined && existing.at <= at) return;
+    if (existing !== undefined) clearTimeout(existing.timer);
+    this.#timers.set(key, {
+      at,
+      timer: setTimeout(() => {
+        this.#timers.delete(key);
+        this.#enqueue(key);
+      }, Math.max(0, afterMs)),
+    });
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#queue.size > 0 && this.#running) {
+      const [key] = this.#queue;
+      this.#queue.delete(key);
+      try {
+        await this.reconcile(key);
+      } catch (error) {
+        this.stats.apiErrors++;
+        this.#log("error", "reconcile failed", { podAllocation: key, error: errorMessage(error) });
+        this.#schedule(key, 5_000);
+      }
+    }
+  }
+
+  /** Reconciles one PodAllocation (`namespace/name`) from the caches: level-based and idempotent. */
+  async reconcile(key: string): Promise<void> {
+    this.stats.reconciles++;
+    const raw = this.#allocations.get(key);
+    if (raw === undefined) {
+      this.#memory.delete(key);
+      return;
+    }
+    const [namespace, name] = key.split("/");
+    const now = this.#now();
+    const validated = validatePodAllocation(raw);
+    if (!validated.ok) {
+      // Garbage from a buggy agent or an old schema: refuse it, record why, never crash.
+      this.#count("InvalidSpec");
+      await this.#writeStatus(
+        namespace,
+        name,
+        raw.status,
+        {
+          state: "Skipped",
+          conditions: [
+            { type: "Applied", status: "False", reason: "InvalidSpec", message: validated.error },
+            {
+              type: "ResizePending",
+              status: "False",
+              reason: "None",
+              message: "no resize pending",
+            },
+            {
+              type: "Skipped",
+              status: "True",
+              reason: "InvalidSpec",
+              message: `refused: ${validated.error}`,
+            },
+          ],
+        },
+        undefined,
+        raw.metadata?.generation ?? 0,
+        now,
+        null,
+      );
+      return;
+    }
+    const pa = validated.value;
+    const pod = this.#pods.get(key);
+    const node = pod?.spec?.nodeName ? this.#nodes.get(pod.spec.nodeName) : undefined;
+    const state = pod === undefined
+      ? undefined
+      : podState(pod, this.#namespaces.get(namespace), node);
+    const lastResize = pa.status?.lastResizeTime ? Date.parse(pa.status.lastResizeTime) : null;
+    const memory = this.#memory.get(key) ?? emptyMemory(lastResize);
+    const decision = decide(now, desiredAllocation(pa), state, memory, this.#options.policy);
+    let nextMemory = decision.memory;
+    for (const reason of decision.reasons) this.#count(reason);
+    let resizedAt: Date | null = null;
+    let conditions = decision.conditions;
+    if (decision.patch !== null && pod !== undefined) {
+      const patch = decision.patch.map((p) => ({
+        name: p.name,
+        cpuLimit: formatMillicores(p.cpuLimitMillicores),
+      }));
+      const fields = {
+        pod: name,
+        namespace,
+        resize: patch.map((p) => `${p.name}=${p.cpuLimit}`).join(","),
+      };
+      if (this.#options.dryRun) {
+        this.stats.resizes.dryRun++;
+        this.#log("info", "dry run: would resize", fields);
+        conditions = conditions.map((c) =>
+          c.type === "Applied" ? { ...c, reason: "DryRun", message: `dry run: ${c.message}` } : c
+        );
+      } else {
+        const wait = this.#limiter.tryTake(pod.spec?.nodeName ?? "", now);
+        if (wait > 0) {
+          this.stats.resizes.rateLimited++;
+          this.#count("RateLimited");
+          this.#schedule(key, wait);
+          return; // nothing changed yet: no status write
+        }
+        try {
+          await patchPodResize(this.#core, namespace, name, patch);
+          this.stats.resizes.accepted++;
+          nextMemory = recordPatch(nextMemory, now);
+          resizedAt = new Date(now);
+          this.#log("info", "resized", fields);
+        } catch (error) {
+          this.stats.resizes.rejected++;
+          const message = errorMessage(error);
+          this.#log("warn", "resize rejected", {
+            ...fields,
+            code: statusCode(error),
+            reason: message,
+          });
+          conditions = conditions.map((c) =>
+            c.type === "Applied" ? { ...c, reason: "ResizeRejected", message } : c
+          );
+          this.#schedule(key, 30_000);
+        }
+      }
+    }
+    this.#memory.set(key, nextMemory);
+    if (decision.requeueAfterMs !== null) this.#schedule(key, decision.requeueAfterMs);
+    await this.#writeStatus(
+      namespace,
+      name,
+      pa.status,
+      { state: decision.state, conditions },
+      pod,
+      pa.metadata.generation ?? 0,
+      now,
+      resizedAt,
+    );
+  }
+
+  async #writeStatus(
+    namespace: string,
+    name: string,
+    previous: PodAllocation["status"],
+    decision: Parameters<typeof statusFor>[0],
+    pod: k8s.V1Pod | undefined,
+    generation: number,
+    now: number,
+    resizedAt: Date | null,
+  ): Promise<void> {
+    const status = statusFor(decision, pod, generation, previous, new Date(now), resizedAt);
+    if (!statusChanged(previous, status)) return;
+    try {
+      await this.#custom.patchNamespacedCustomObjectStatus(
+        { group: GROUP, version: VERSION, namespace, plural: PLURAL, name, body: { status } },
+        MERGE_PATCH,
+      );
+      this.stats.statusWrites++;
+    } catch (error) {
+      if (statusCode(error) === 404) return; // deleted meanwhile
+      throw error;
+    }
+  }
+
+  #count(reason: string): void {
+    this.stats.reasons[reason] = (this.stats.reasons[reason] ?? 0) + 1;
+  }
+}
+
+function keyOf(object: k8s.KubernetesObject): string {
+  return `${object.metadata?.namespace}/${object.metadata?.name}`;
+}

@@ -1,0 +1,217 @@
+// deno-lint-ignore-file no-explicit-any -- status objects are read as loose JSON
+/** The controller against the real API server with the kubelet simulator, running as its own ServiceAccount. */
+import assert from "node:assert/strict";
+import * as k8s from "@kubernetes/client-node";
+import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from "../../src/api/mod.ts";
+import { DEFAULT_POLICY, MANAGED_LABEL, ResizeController } from "../../src/controller/mod.ts";
+import {
+  applyManifests,
+  KubeletSimulator,
+  MANIFESTS,
+  startTestbed,
+  waitForCrd,
+} from "../../src/testbed/mod.ts";
+import { requireOrSkip, testbedMissing } from "../_support/requirements.ts";
+import { burstablePod, eventually, kubeConfig } from "../k8s/_helpers.ts";
+
+function allocation(namespace: string, name: string, uid: string, cpuLimit: string) {
+  return {
+    apiVersion: API_VERSION,
+    kind: KIND,
+    metadata: { name, namespace },
+    spec: {
+      podName: name,
+      podUID: uid,
+      nodeName: "node-a",
+      containers: [{ name: "app", cpuLimit }],
+      market: {
+        price: 0.5,
+        capacityMillicores: 4000,
+        contended: true,
+        computedAt: new Date().toISOString(),
+      },
+    },
+  };
+}
+
+requireOrSkip(
+  "controller: resizes opted-in Burstable pods through pods/resize and reports why it holds back",
+  testbedMissing(),
+  async (t) => {
+    const testbed = await startTestbed();
+    const admin = kubeConfig(testbed.identities.admin.kubeconfig);
+    const core = admin.makeApiClient(k8s.CoreV1Api);
+    const custom = admin.makeApiClient(k8s.CustomObjectsApi);
+    const simulator = new KubeletSimulator(admin, {
+      nodeName: "node-a",
+      allocatableMillicores: 4000,
+    });
+    let controller: ResizeController | undefined;
+    const paStatus = async (ns: string, name: string) =>
+      (await custom.getNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        namespace: ns,
+        plural: PLURAL,
+        name,
+      }) as { status?: Record<string, any> }).status;
+    const createPod = async (
+      ns: string,
+      name: string,
+      request: string,
+      limit: string,
+      extra: Partial<{ memoryLimit: string }> = {},
+    ) => {
+      const body = burstablePod(ns, name, "node-a", [{
+        name: "app",
+        cpuRequest: request,
+        cpuLimit: limit,
+      }]);
+      if (extra.memoryLimit) body.spec!.containers[0].resources!.limits!.memory = extra.memoryLimit;
+      const pod = await core.createNamespacedPod({ namespace: ns, body });
+      await eventually(
+        `${name} running`,
+        async () =>
+          (await core.readNamespacedPod({ name, namespace: ns })).status?.phase === "Running",
+      );
+      return pod.metadata!.uid!;
+    };
+    const createPa = (ns: string, name: string, uid: string, limit: string) =>
+      custom.createNamespacedCustomObject({
+        group: GROUP,
+        version: VERSION,
+        namespace: ns,
+        plural: PLURAL,
+        body: allocation(ns, name, uid, limit),
+      });
+    try {
+      await applyManifests(admin, [MANIFESTS.crd, ...MANIFESTS.rbac]);
+      await waitForCrd(admin, `${PLURAL}.${GROUP}`);
+      await core.createNamespace({
+        body: { metadata: { name: "shop", labels: { [MANAGED_LABEL]: "true" } } },
+      });
+      await core.createNamespace({ body: { metadata: { name: "other" } } });
+      await simulator.start();
+      // The controller runs with its own least-privilege identity.
+      controller = new ResizeController(kubeConfig(testbed.identities.controller.kubeconfig), {
+        policy: DEFAULT_POLICY,
+        dryRun: false,
+        rateLimit: { global: { perSecond: 50, burst: 50 }, perNode: { perSecond: 20, burst: 20 } },
+      });
+      await controller.start();
+
+      await t.step(
+        "an increase is applied through pods/resize and confirmed from the kubelet's status",
+        async () => {
+          const uid = await createPod("shop", "web", "250m", "500m", { memoryLimit: "128Mi" });
+          await createPa("shop", "web", uid, "900m");
+          const status = await eventually("Applied", async () => {
+            const s = await paStatus("shop", "web");
+            return s?.state === "Applied" && s.containers?.[0]?.cpuLimit === "900m" ? s : undefined;
+          });
+          const pod = await core.readNamespacedPod({ name: "web", namespace: "shop" });
+          assert.equal(pod.spec?.containers[0].resources?.limits?.cpu, "900m");
+          assert.equal(
+            pod.spec?.containers[0].resources?.requests?.cpu,
+            "250m",
+            "requests never change",
+          );
+          assert.equal(
+            status.conditions.find((c: { type: string }) => c.type === "Applied").status,
+            "True",
+          );
+          assert.ok(status.lastResizeTime);
+          assert.equal(controller!.stats.resizes.accepted, 1);
+        },
+      );
+
+      await t.step(
+        "Guaranteed pods, pods not opted in and stale allocations (UID mismatch) are skipped with a reason",
+        async () => {
+          const gUid = (await core.createNamespacedPod({
+            namespace: "shop",
+            body: {
+              metadata: { name: "guaranteed", namespace: "shop" },
+              spec: {
+                nodeName: "node-a",
+                containers: [{
+                  name: "app",
+                  image: "pause",
+                  resources: {
+                    requests: { cpu: "500m", memory: "64Mi" },
+                    limits: { cpu: "500m", memory: "64Mi" },
+                  },
+                }],
+              },
+            },
+          })).metadata!.uid!;
+          await createPa("shop", "guaranteed", gUid, "900m");
+          const otherUid = await createPod("other", "web", "250m", "500m");
+          await createPa("other", "web", otherUid, "900m");
+          const staleUid = await createPod("shop", "recreated", "250m", "500m");
+          await createPa("shop", "recreated", "11111111-2222-4333-8444-555555555555", "900m");
+          for (
+            const [ns, name, reason] of [["shop", "guaranteed", "GuaranteedQoS"], [
+              "other",
+              "web",
+              "NotOptedIn",
+            ], ["shop", "recreated", "PodUIDMismatch"]]
+          ) {
+            const s = await eventually(`${ns}/${name} skipped`, async () => {
+              const st = await paStatus(ns, name);
+              return st?.state === "Skipped" ? st : undefined;
+            });
+            assert.equal(
+              s.conditions.find((c: { type: string }) => c.type === "Skipped").reason,
+              reason,
+            );
+            const pod = await core.readNamespacedPod({ name, namespace: ns });
+            assert.equal(pod.metadata?.generation, 1, `${ns}/${name} never patched`);
+          }
+          assert.ok(staleUid);
+        },
+      );
+
+      await t.step(
+        "a desired limit below the request is clamped to it (and kept off Guaranteed) and reported",
+        async () => {
+          const uid = await createPod("shop", "tight", "250m", "300m");
+          await createPa("shop", "tight", uid, "100m");
+          await eventually(
+            "clamped",
+            async () =>
+              (await core.readNamespacedPod({ name: "tight", namespace: "shop" })).spec
+                ?.containers[0]
+                .resources?.limits?.cpu === "251m",
+          );
+          assert.ok(controller!.stats.reasons.ClampedToRequest >= 1);
+          assert.ok(controller!.stats.reasons.QoSGuard >= 1);
+          const pod = await core.readNamespacedPod({ name: "tight", namespace: "shop" });
+          assert.equal(pod.status?.qosClass, "Burstable");
+        },
+      );
+
+      await t.step("Infeasible is recorded and not retried with the same value", async () => {
+        const uid = await createPod("shop", "big", "250m", "500m");
+        simulator.setResizeResponse("shop", "big", "infeasible");
+        await createPa("shop", "big", uid, "3");
+        const s = await eventually("Infeasible recorded", async () => {
+          const st = await paStatus("shop", "big");
+          return st?.state === "Failed" ? st : undefined;
+        });
+        assert.equal(
+          s.conditions.find((c: { type: string }) => c.type === "ResizePending").reason,
+          "Infeasible",
+        );
+        await new Promise((r) => setTimeout(r, 1500));
+        const pod = await core.readNamespacedPod({ name: "big", namespace: "shop" });
+        assert.equal(pod.metadata?.generation, 2, "one patch, no retry of the same value");
+        assert.deepEqual(simulator.answered.get("shop/big"), ["infeasible"]);
+      });
+    } finally {
+      await controller?.stop();
+      await simulator.stop();
+      await testbed.stop();
+    }
+  },
+);
