@@ -15,13 +15,7 @@ const KEY = /^[a-z_.0-9]+$/;
 /** Parses a flat-keyed file (`cpu.stat`): lines of `key value`, values non-negative integers. */
 export function parseKeyedCounters(text: string): Map<string, number> {
   const counters = new Map<string, number>();
-  let start = 0;
-  while (start < text.length) {
-    let end = text.indexOf("\n", start);
-    if (end < 0) end = text.length;
-    const line = text.slice(start, end).trim();
-    start = end + 1;
-    if (line === "") continue;
+  for (const line of nonEmptyLines(text)) {
     const space = line.indexOf(" ");
     const key = line.slice(0, space);
     const value = line.slice(space + 1);
@@ -63,13 +57,7 @@ const PSI_LINE = /^(some|full) avg10=(\d+\.\d+) avg60=(\d+\.\d+) avg300=(\d+\.\d
 export function parsePressure(text: string): PsiSample {
   let some: PsiLine | null = null;
   let full: PsiLine | null = null;
-  let start = 0;
-  while (start < text.length) {
-    let end = text.indexOf("\n", start);
-    if (end < 0) end = text.length;
-    const line = text.slice(start, end).trim();
-    start = end + 1;
-    if (line === "") continue;
+  for (const line of nonEmptyLines(text)) {
     const match = PSI_LINE.exec(line);
     if (match === null) {
       throw new MalformedFile(`unexpected line ${JSON.stringify(truncate(line))}`);
@@ -90,6 +78,18 @@ export function parsePressure(text: string): PsiSample {
 /** cgroup v2 `cpu.weight` (1..10000) back to v1-style shares (2..262144), as the kubelet maps them. */
 export function weightToShares(weight: number): number {
   return Math.round(2 + ((weight - 1) * 262142) / 9999);
+}
+
+/** The trimmed, non-empty lines of a file. */
+function* nonEmptyLines(text: string): Generator<string> {
+  let start = 0;
+  while (start < text.length) {
+    let end = text.indexOf("\n", start);
+    if (end < 0) end = text.length;
+    const line = text.slice(start, end).trim();
+    start = end + 1;
+    if (line !== "") yield line;
+  }
 }
 
 function safeInteger(digits: string, what: string): number {

@@ -223,19 +223,19 @@ function subdirectories(dir: string): string[] {
 }
 
 function isDirectory(path: string): boolean {
-  try {
-    return Deno.statSync(path).isDirectory;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
+  return stat(path)?.isDirectory ?? false;
 }
 
 function isFile(path: string): boolean {
+  return stat(path)?.isFile ?? false;
+}
+
+/** File info, or null when the path does not exist. */
+function stat(path: string): Deno.FileInfo | null {
   try {
-    return Deno.statSync(path).isFile;
+    return Deno.statSync(path);
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
+    if (error instanceof Deno.errors.NotFound) return null;
     throw error;
   }
 }

@@ -27,8 +27,12 @@ function cpuMs(): number {
   return (u.user + u.system) / 1000;
 }
 
-function measure(tree: string, layout: CgroupLayout): Row {
-  const paths = discover(layout).pods.flatMap((p) => p.containers.map((c) => c.relativePath));
+/** Costs for `paths` (default: every container discovery finds). */
+function measure(
+  tree: string,
+  layout: CgroupLayout,
+  paths = discover(layout).pods.flatMap((p) => p.containers.map((c) => c.relativePath)),
+): Row {
   const sampler = new CgroupSampler(layout);
   for (let i = 0; i < 20; i++) for (const p of paths) sampler.read(p, i); // warm-up
   let start = cpuMs();
@@ -87,7 +91,7 @@ if (missing === null) {
     // Only this tree's containers (the machine may have others).
     const own = { ...layout };
     rows.push(
-      measureOwn(
+      measure(
         `real kernel v${layout.version}${layout.psiDir ? " + unified PSI" : ""}`,
         own,
         all.pods.filter((p) => p.relativePath.startsWith(tree.kubepodsRoot)).flatMap((p) =>
@@ -100,24 +104,6 @@ if (missing === null) {
   }
 } else {
   console.log(`(real kernel row skipped: ${missing})`);
-}
-
-function measureOwn(tree: string, layout: CgroupLayout, paths: string[]): Row {
-  const sampler = new CgroupSampler(layout);
-  for (let i = 0; i < 20; i++) for (const p of paths) sampler.read(p, i);
-  let start = cpuMs();
-  for (let i = 0; i < 20; i++) discover(layout);
-  const discoverMs = (cpuMs() - start) / 20;
-  start = cpuMs();
-  const wall = performance.now();
-  for (let i = 0; i < PASSES; i++) for (const p of paths) sampler.read(p, i);
-  return {
-    tree,
-    containers: paths.length,
-    discoverMs,
-    sampleMs: (cpuMs() - start) / PASSES,
-    wallMs: (performance.now() - wall) / PASSES,
-  };
 }
 
 console.log(

@@ -28,6 +28,20 @@ async function solve(input: string, args: string[] = []): Promise<Run> {
   return { code, ...chunks };
 }
 
+/** Runs the CLI as `deno run` with no permissions at all, feeding `input` on stdin. */
+async function solveInSubprocess(input: string): Promise<Deno.CommandOutput> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", CLI],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(input));
+  await writer.close();
+  return await child.output();
+}
+
 const MARKET = {
   capacity: 4000,
   bids: [
@@ -37,16 +51,7 @@ const MARKET = {
 };
 
 Deno.test("cli: a single market round-trips to its clearing (subprocess, no permissions)", async () => {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", CLI],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(JSON.stringify(MARKET, null, 2)));
-  await writer.close();
-  const { code, stdout, stderr } = await child.output();
+  const { code, stdout, stderr } = await solveInSubprocess(JSON.stringify(MARKET, null, 2));
   assert.equal(new TextDecoder().decode(stderr), "");
   assert.equal(code, 0);
   assert.deepEqual(JSON.parse(new TextDecoder().decode(stdout)), clearMarket(MARKET));
@@ -57,17 +62,8 @@ Deno.test("cli: a single market round-trips to its clearing (subprocess, no perm
 });
 
 Deno.test("cli: bad single market prints one line on stderr, nothing on stdout, exit 2 (subprocess)", async () => {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", CLI],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
   const bad = { ...MARKET, bids: [{ ...MARKET.bids[0], floor: -5 }] };
-  await writer.write(new TextEncoder().encode(JSON.stringify(bad)));
-  await writer.close();
-  const { code, stdout, stderr } = await child.output();
+  const { code, stdout, stderr } = await solveInSubprocess(JSON.stringify(bad));
   assert.equal(code, 2);
   assert.equal(new TextDecoder().decode(stdout), "");
   const message = new TextDecoder().decode(stderr);
