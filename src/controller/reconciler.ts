@@ -32,7 +32,9 @@ import {
   recordPatch,
   type ResizePolicyConfig,
 } from "./policy.ts";
+import type { EventRecorder } from "./events.ts";
 import { ResizeRateLimiter } from "./rate_limit.ts";
+import { Counter, Gauge, Histogram, Registry } from "../metrics/mod.ts";
 
 /** Options of the controller. */
 export interface ControllerOptions {
@@ -55,6 +57,51 @@ export interface ControllerOptions {
   ) => void;
   /** Informer resync period (default 30 s). */
   resyncMs?: number;
+  /** Whether this replica may write now (leader election); default always. Caches stay warm either way. */
+  canWrite?: () => boolean;
+  /** Records Kubernetes Events for resizes and refusals. */
+  events?: EventRecorder;
+  /** Registers the controller's metrics here. */
+  metrics?: Registry;
+}
+
+/** The controller's Prometheus metrics. */
+export class ControllerMetrics {
+  readonly resizes: Counter;
+  readonly reconcileSeconds: Histogram;
+  readonly queueDepth: Gauge;
+  readonly skipped: Counter;
+  readonly apiErrors: Counter;
+  readonly leader: Gauge;
+
+  /** Creates and registers the metrics. */
+  constructor(registry: Registry) {
+    this.resizes = registry.add(
+      new Counter(
+        "mbcas_controller_resizes_total",
+        "pods/resize patches by result (accepted, rejected, dry_run, rate_limited)",
+      ),
+    );
+    this.reconcileSeconds = registry.add(
+      new Histogram(
+        "mbcas_controller_reconcile_duration_seconds",
+        "Time to reconcile one PodAllocation",
+        [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      ),
+    );
+    this.queueDepth = registry.add(
+      new Gauge("mbcas_controller_queue_depth", "PodAllocations waiting to be reconciled"),
+    );
+    this.skipped = registry.add(
+      new Counter("mbcas_controller_held_total", "Changes skipped or held back, by reason"),
+    );
+    this.apiErrors = registry.add(
+      new Counter("mbcas_controller_api_errors_total", "Failed API calls, by operation"),
+    );
+    this.leader = registry.add(
+      new Gauge("mbcas_controller_leader", "1 when this replica is the leader"),
+    );
+  }
 }
 
 /** Counters for metrics and tests. */
@@ -100,6 +147,7 @@ export class ResizeController {
   readonly #limiter: ResizeRateLimiter;
   #draining: Promise<void> | null = null;
   #running = false;
+  readonly #metrics: ControllerMetrics;
 
   /** Creates the controller; call {@link ResizeController.start}. */
   constructor(kc: k8s.KubeConfig, options: ControllerOptions) {
@@ -113,6 +161,7 @@ export class ResizeController {
       options.rateLimit.perNode,
       this.#now(),
     );
+    this.#metrics = new ControllerMetrics(options.metrics ?? new Registry());
     const informerOptions = (name: string) => ({
       name,
       resyncMs: options.resyncMs ?? 30_000,
@@ -200,9 +249,15 @@ export class ResizeController {
     await this.#draining;
   }
 
+  /** Queues every PodAllocation (e.g. on becoming leader). */
+  resyncAll(): void {
+    for (const pa of this.#allocations.list()) this.#enqueue(keyOf(pa));
+  }
+
   #enqueue(key: string): void {
     if (!this.#running) return;
     this.#queue.add(key);
+    this.#metrics.queueDepth.set(this.#queue.size);
     this.#draining ??= this.#drain().finally(() => (this.#draining = null));
   }
 
@@ -224,10 +279,15 @@ export class ResizeController {
     while (this.#queue.size > 0 && this.#running) {
       const [key] = this.#queue;
       this.#queue.delete(key);
+      this.#metrics.queueDepth.set(this.#queue.size);
+      if (this.#options.canWrite !== undefined && !this.#options.canWrite()) continue; // standby: caches only
+      const started = performance.now();
       try {
         await this.reconcile(key);
+        this.#metrics.reconcileSeconds.observe((performance.now() - started) / 1000);
       } catch (error) {
         this.stats.apiErrors++;
+        this.#metrics.apiErrors.inc({ operation: "reconcile" });
         this.#log("error", "reconcile failed", { podAllocation: key, error: errorMessage(error) });
         this.#schedule(key, 5_000);
       }
@@ -290,6 +350,26 @@ export class ResizeController {
     for (const reason of decision.reasons) this.#count(reason);
     let resizedAt: Date | null = null;
     let conditions = decision.conditions;
+    const podRef = { apiVersion: "v1", kind: "Pod", namespace, name, uid: pod?.metadata?.uid };
+    const paRef = {
+      apiVersion: raw.apiVersion ?? "",
+      kind: raw.kind ?? "",
+      namespace,
+      name,
+      uid: raw.metadata?.uid,
+    };
+    if (
+      (decision.state === "Skipped" || decision.state === "Failed") &&
+      pa.status?.state !== decision.state
+    ) {
+      // A refusal: tell the pod's and the allocation's owners, once per transition.
+      const why = decision.conditions.find((c) => c.type !== "Applied" && c.status === "True") ??
+        decision.conditions[0];
+      this.#options.events?.record(paRef, "Warning", why.reason, why.message);
+      if (pod !== undefined) {
+        this.#options.events?.record(podRef, "Warning", `MBCAS${why.reason}`, why.message);
+      }
+    }
     if (decision.patch !== null && pod !== undefined) {
       const patch = decision.patch.map((p) => ({
         name: p.name,
@@ -302,6 +382,7 @@ export class ResizeController {
       };
       if (this.#options.dryRun) {
         this.stats.resizes.dryRun++;
+        this.#metrics.resizes.inc({ result: "dry_run" });
         this.#log("info", "dry run: would resize", fields);
         conditions = conditions.map((c) =>
           c.type === "Applied" ? { ...c, reason: "DryRun", message: `dry run: ${c.message}` } : c
@@ -310,6 +391,7 @@ export class ResizeController {
         const wait = this.#limiter.tryTake(pod.spec?.nodeName ?? "", now);
         if (wait > 0) {
           this.stats.resizes.rateLimited++;
+          this.#metrics.resizes.inc({ result: "rate_limited" });
           this.#count("RateLimited");
           this.#schedule(key, wait);
           return; // nothing changed yet: no status write
@@ -317,12 +399,20 @@ export class ResizeController {
         try {
           await patchPodResize(this.#core, namespace, name, patch);
           this.stats.resizes.accepted++;
+          this.#metrics.resizes.inc({ result: "accepted" });
           nextMemory = recordPatch(nextMemory, now);
           resizedAt = new Date(now);
           this.#log("info", "resized", fields);
+          const message = `CPU limits set to ${fields.resize}`;
+          this.#options.events?.record(podRef, "Normal", "MBCASResized", message);
+          this.#options.events?.record(paRef, "Normal", "Resized", message);
         } catch (error) {
           this.stats.resizes.rejected++;
+          this.#metrics.resizes.inc({ result: "rejected" });
+          this.#metrics.apiErrors.inc({ operation: "resize" });
           const message = errorMessage(error);
+          this.#options.events?.record(podRef, "Warning", "MBCASResizeRejected", message);
+          this.#options.events?.record(paRef, "Warning", "ResizeRejected", message);
           this.#log("warn", "resize rejected", {
             ...fields,
             code: statusCode(error),
@@ -375,6 +465,12 @@ export class ResizeController {
 
   #count(reason: string): void {
     this.stats.reasons[reason] = (this.stats.reasons[reason] ?? 0) + 1;
+    this.#metrics.skipped.inc({ reason });
+  }
+
+  /** The metrics (for the leader gauge and tests). */
+  get metrics(): ControllerMetrics {
+    return this.#metrics;
   }
 }
 

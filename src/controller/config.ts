@@ -1,0 +1,299 @@
+/**
+ * Controller configuration from flags and environment variables (flags win),
+ * validated with zod at start-up: an invalid value stops the process with a
+ * message naming the flag, its variable and the value.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { parseMillicores } from "../api/mod.ts";
+import { LOG_LEVELS } from "../log/mod.ts";
+import type { ResizePolicyConfig } from "./policy.ts";
+
+/** Every option: flag name, environment variable, default, and meaning (the README's reference is generated from this). */
+export const CONTROLLER_OPTIONS = {
+  kubeconfig: {
+    env: "KUBECONFIG",
+    default: "",
+    help: "kubeconfig file; empty: in-cluster service account",
+  },
+  context: {
+    env: "MBCAS_CONTEXT",
+    default: "",
+    help: "kubeconfig context; empty: the current one",
+  },
+  namespace: {
+    env: "POD_NAMESPACE",
+    default: "mbcas-system",
+    help: "namespace of the leader-election Lease",
+  },
+  identity: {
+    env: "POD_NAME",
+    default: "",
+    help: "this replica's identity in the Lease; empty: hostname plus a random suffix",
+  },
+  "leader-elect": {
+    env: "MBCAS_LEADER_ELECT",
+    default: "true",
+    help: "elect a leader among replicas (true/false)",
+  },
+  "lease-duration-seconds": {
+    env: "MBCAS_LEASE_DURATION_SECONDS",
+    default: "10",
+    help: "Lease validity; a standby takes over within this plus 2 s",
+  },
+  "dry-run": {
+    env: "MBCAS_DRY_RUN",
+    default: "false",
+    help: "compute and record everything, patch nothing (true/false)",
+  },
+  "bind-address": {
+    env: "MBCAS_BIND_ADDRESS",
+    default: "0.0.0.0",
+    help: "address for /healthz, /readyz and /metrics",
+  },
+  "metrics-port": {
+    env: "MBCAS_METRICS_PORT",
+    default: "8080",
+    help: "port for /healthz, /readyz and /metrics (0: any free port)",
+  },
+  "cooldown-seconds": {
+    env: "MBCAS_COOLDOWN_SECONDS",
+    default: "30",
+    help: "a decrease waits this long after the pod's last resize",
+  },
+  "max-step-down": {
+    env: "MBCAS_MAX_STEP_DOWN",
+    default: "0.5",
+    help: "largest fraction of a limit one decrease removes",
+  },
+  "min-change-fraction": {
+    env: "MBCAS_MIN_CHANGE_FRACTION",
+    default: "0.05",
+    help: "ignore changes below this fraction of the limit…",
+  },
+  "min-change-millicores": {
+    env: "MBCAS_MIN_CHANGE_MILLICORES",
+    default: "20",
+    help: "…or below this many millicores, whichever is larger",
+  },
+  "max-limit": {
+    env: "MBCAS_MAX_LIMIT",
+    default: "",
+    help: "highest CPU limit ever set (a quantity such as 8 or 3500m); empty: node allocatable",
+  },
+  "confirm-timeout-seconds": {
+    env: "MBCAS_CONFIRM_TIMEOUT_SECONDS",
+    default: "60",
+    help: "report a resize the kubelet has not confirmed after this long",
+  },
+  "infeasible-backoff-seconds": {
+    env: "MBCAS_INFEASIBLE_BACKOFF_SECONDS",
+    default: "30",
+    help: "first backoff after Infeasible (doubles, up to 20×)",
+  },
+  "error-backoff-seconds": {
+    env: "MBCAS_ERROR_BACKOFF_SECONDS",
+    default: "10",
+    help: "first backoff after a resize Error (doubles, up to 30×)",
+  },
+  "rate-limit-qps": {
+    env: "MBCAS_RATE_LIMIT_QPS",
+    default: "20",
+    help: "resizes per second, cluster-wide",
+  },
+  "rate-limit-burst": {
+    env: "MBCAS_RATE_LIMIT_BURST",
+    default: "50",
+    help: "resize burst, cluster-wide",
+  },
+  "node-rate-limit-qps": {
+    env: "MBCAS_NODE_RATE_LIMIT_QPS",
+    default: "5",
+    help: "resizes per second per node",
+  },
+  "node-rate-limit-burst": {
+    env: "MBCAS_NODE_RATE_LIMIT_BURST",
+    default: "10",
+    help: "resize burst per node",
+  },
+  "log-level": { env: "MBCAS_LOG_LEVEL", default: "info", help: "debug, info, warning or error" },
+} as const;
+
+type OptionName = keyof typeof CONTROLLER_OPTIONS;
+
+const bool = z.enum(["true", "false"], { error: "must be true or false" }).transform((v) =>
+  v === "true"
+);
+const seconds = (min: number, max: number) =>
+  z.coerce.number({ error: "must be a number of seconds" }).min(min, `must be at least ${min}`).max(
+    max,
+    `must be at most ${max}`,
+  );
+const positive = (max: number) =>
+  z.coerce.number({ error: "must be a number" }).int("must be a whole number").min(
+    1,
+    "must be at least 1",
+  ).max(max, `must be at most ${max}`);
+const fraction = z.coerce.number({ error: "must be a number" }).gt(0, "must be above 0").max(
+  1,
+  "must be at most 1",
+);
+
+const schema = z.object({
+  kubeconfig: z.string(),
+  context: z.string(),
+  namespace: z.string().min(1, "must not be empty"),
+  identity: z.string(),
+  "leader-elect": bool,
+  "lease-duration-seconds": seconds(2, 300),
+  "dry-run": bool,
+  "bind-address": z.string().min(1, "must not be empty"),
+  "metrics-port": z.coerce.number({ error: "must be a port number" }).int("must be a port number")
+    .min(0).max(65535),
+  "cooldown-seconds": seconds(0, 86_400),
+  "max-step-down": fraction,
+  "min-change-fraction": z.coerce.number({ error: "must be a number" }).min(0).max(
+    1,
+    "must be at most 1",
+  ),
+  "min-change-millicores": z.coerce.number({ error: "must be a number" }).int().min(0).max(100_000),
+  "max-limit": z.string().refine(
+    (v) => v === "" || (parseMillicores(v) ?? 0) > 0,
+    "must be empty or a positive CPU quantity such as 8 or 3500m",
+  ),
+  "confirm-timeout-seconds": seconds(1, 3600),
+  "infeasible-backoff-seconds": seconds(1, 3600),
+  "error-backoff-seconds": seconds(1, 3600),
+  "rate-limit-qps": z.coerce.number({ error: "must be a number" }).gt(0, "must be above 0").max(
+    10_000,
+  ),
+  "rate-limit-burst": positive(100_000),
+  "node-rate-limit-qps": z.coerce.number({ error: "must be a number" }).gt(0, "must be above 0")
+    .max(10_000),
+  "node-rate-limit-burst": positive(100_000),
+  "log-level": z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(", ")}` }),
+});
+
+/** Validated configuration. */
+export interface ControllerConfig {
+  /** kubeconfig path, or undefined for in-cluster. */
+  kubeconfig?: string;
+  /** Context override. */
+  context?: string;
+  /** Lease namespace. */
+  namespace: string;
+  /** Replica identity. */
+  identity: string;
+  /** Leader election on. */
+  leaderElect: boolean;
+  /** Lease duration. */
+  leaseDurationMs: number;
+  /** Patch nothing. */
+  dryRun: boolean;
+  /** HTTP bind address. */
+  bindAddress: string;
+  /** HTTP port. */
+  metricsPort: number;
+  /** Resize policy. */
+  policy: ResizePolicyConfig;
+  /** Rate limits. */
+  rateLimit: {
+    global: { perSecond: number; burst: number };
+    perNode: { perSecond: number; burst: number };
+  };
+  /** Log level. */
+  logLevel: (typeof LOG_LEVELS)[number];
+}
+
+/** Configuration that failed validation; the message names the flag, variable and value. */
+export class ConfigError extends Error {
+  /** Creates the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+/**
+ * Reads flags (`--name value` or `--name=value`) over environment variables
+ * over defaults, and validates them.
+ *
+ * @throws {ConfigError} naming the first invalid option.
+ */
+export function parseControllerConfig(
+  args: string[],
+  env: (name: string) => string | undefined,
+): ControllerConfig {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({
+      args,
+      strict: true,
+      options: Object.fromEntries(
+        Object.keys(CONTROLLER_OPTIONS).map((name) => [name, { type: "string" as const }]),
+      ),
+    }).values;
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
+  const raw: Record<string, string> = {};
+  const source: Record<string, string> = {};
+  for (
+    const [name, spec] of Object.entries(CONTROLLER_OPTIONS) as [
+      OptionName,
+      (typeof CONTROLLER_OPTIONS)[OptionName],
+    ][]
+  ) {
+    const flag = values[name];
+    const fromEnv = env(spec.env);
+    raw[name] = typeof flag === "string" ? flag : fromEnv ?? spec.default;
+    source[name] = typeof flag === "string"
+      ? `--${name}`
+      : fromEnv !== undefined
+      ? `${spec.env} (--${name})`
+      : `--${name} default`;
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const name = String(issue.path[0]);
+    throw new ConfigError(
+      `invalid ${source[name]}: ${issue.message}, got ${JSON.stringify(raw[name])}`,
+    );
+  }
+  const c = parsed.data;
+  return {
+    kubeconfig: c.kubeconfig || undefined,
+    context: c.context || undefined,
+    namespace: c.namespace,
+    identity: c.identity || `${Deno.hostname()}-${crypto.randomUUID().slice(0, 8)}`,
+    leaderElect: c["leader-elect"],
+    leaseDurationMs: c["lease-duration-seconds"] * 1000,
+    dryRun: c["dry-run"],
+    bindAddress: c["bind-address"],
+    metricsPort: c["metrics-port"],
+    policy: {
+      cooldownMs: c["cooldown-seconds"] * 1000,
+      maxStepDownFraction: c["max-step-down"],
+      minChangeFraction: c["min-change-fraction"],
+      minChangeMillicores: c["min-change-millicores"],
+      maxLimitMillicores: c["max-limit"] === "" ? null : parseMillicores(c["max-limit"]),
+      infeasibleBackoffMs: {
+        initial: c["infeasible-backoff-seconds"] * 1000,
+        max: c["infeasible-backoff-seconds"] * 20_000,
+      },
+      errorBackoffMs: {
+        initial: c["error-backoff-seconds"] * 1000,
+        max: c["error-backoff-seconds"] * 30_000,
+      },
+      confirmTimeoutMs: c["confirm-timeout-seconds"] * 1000,
+    },
+    rateLimit: {
+      global: { perSecond: c["rate-limit-qps"], burst: c["rate-limit-burst"] },
+      perNode: { perSecond: c["node-rate-limit-qps"], burst: c["node-rate-limit-burst"] },
+    },
+    logLevel: c["log-level"],
+  };
+}

@@ -1,0 +1,121 @@
+/**
+ * A small Prometheus metrics registry (counters, gauges, histograms with
+ * labels) rendered in the text exposition format, for agent and controller.
+ *
+ * @module
+ */
+
+type Labels = Record<string, string>;
+
+function labelKey(labels: Labels): string {
+  const keys = Object.keys(labels).sort();
+  return keys.map((k) =>
+    `${k}="${String(labels[k]).replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`
+  ).join(",");
+}
+
+interface Metric {
+  name: string;
+  help: string;
+  type: "counter" | "gauge" | "histogram";
+  render(): string[];
+}
+
+/** A monotonically increasing counter. */
+export class Counter implements Metric {
+  readonly type = "counter";
+  readonly #values = new Map<string, number>();
+  /** Creates a counter; register it with {@link Registry.add}. */
+  constructor(readonly name: string, readonly help: string) {}
+  /** Adds `value` (default 1). */
+  inc(labels: Labels = {}, value = 1): void {
+    const key = labelKey(labels);
+    this.#values.set(key, (this.#values.get(key) ?? 0) + value);
+  }
+  /** The current value for `labels`. */
+  get(labels: Labels = {}): number {
+    return this.#values.get(labelKey(labels)) ?? 0;
+  }
+  /** Exposition lines. */
+  render(): string[] {
+    return [...this.#values].map(([k, v]) => `${this.name}${k ? `{${k}}` : ""} ${v}`);
+  }
+}
+
+/** A value that goes up and down. */
+export class Gauge implements Metric {
+  readonly type = "gauge";
+  readonly #values = new Map<string, number>();
+  /** Creates a gauge. */
+  constructor(readonly name: string, readonly help: string) {}
+  /** Sets the value for `labels`. */
+  set(value: number, labels: Labels = {}): void {
+    this.#values.set(labelKey(labels), value);
+  }
+  /** Removes the series for `labels`. */
+  remove(labels: Labels = {}): void {
+    this.#values.delete(labelKey(labels));
+  }
+  /** The current value. */
+  get(labels: Labels = {}): number | undefined {
+    return this.#values.get(labelKey(labels));
+  }
+  /** Exposition lines. */
+  render(): string[] {
+    return [...this.#values].map(([k, v]) => `${this.name}${k ? `{${k}}` : ""} ${v}`);
+  }
+}
+
+/** A histogram of observations with fixed buckets. */
+export class Histogram implements Metric {
+  readonly type = "histogram";
+  readonly #series = new Map<string, { counts: number[]; sum: number; count: number }>();
+  /** Creates a histogram with upper bounds `buckets` (ascending). */
+  constructor(readonly name: string, readonly help: string, readonly buckets: number[]) {}
+  /** Records one observation. */
+  observe(value: number, labels: Labels = {}): void {
+    const key = labelKey(labels);
+    let s = this.#series.get(key);
+    if (s === undefined) {
+      s = { counts: this.buckets.map(() => 0), sum: 0, count: 0 };
+      this.#series.set(key, s);
+    }
+    this.buckets.forEach((b, i) => value <= b && s!.counts[i]++);
+    s.sum += value;
+    s.count++;
+  }
+  /** Exposition lines. */
+  render(): string[] {
+    const lines: string[] = [];
+    for (const [key, s] of this.#series) {
+      const sep = key ? `${key},` : "";
+      this.buckets.forEach((b, i) =>
+        lines.push(`${this.name}_bucket{${sep}le="${b}"} ${s.counts[i]}`)
+      );
+      lines.push(`${this.name}_bucket{${sep}le="+Inf"} ${s.count}`);
+      lines.push(`${this.name}_sum${key ? `{${key}}` : ""} ${s.sum}`);
+      lines.push(`${this.name}_count${key ? `{${key}}` : ""} ${s.count}`);
+    }
+    return lines;
+  }
+}
+
+/** A set of metrics rendered together. */
+export class Registry {
+  readonly #metrics: Metric[] = [];
+  /** Registers a metric and returns it. */
+  add<T extends Metric>(metric: T): T {
+    this.#metrics.push(metric);
+    return metric;
+  }
+  /** The text exposition format (version 0.0.4). */
+  render(): string {
+    return this.#metrics.map((m) =>
+      [`# HELP ${m.name} ${m.help}`, `# TYPE ${m.name} ${m.type}`, ...m.render()].join("\n")
+    )
+      .join("\n") + "\n";
+  }
+}
+
+/** Content type of {@link Registry.render}. */
+export const METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
