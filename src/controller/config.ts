@@ -118,6 +118,11 @@ export const CONTROLLER_OPTIONS = {
     default: "10",
     help: "resize burst per node",
   },
+  workers: {
+    env: "MBCAS_WORKERS",
+    default: "8",
+    help: "PodAllocations reconciled concurrently (one key never twice at once)",
+  },
   "log-level": { env: "MBCAS_LOG_LEVEL", default: "info", help: "debug, info, warning or error" },
 } as const;
 
@@ -173,6 +178,7 @@ const schema = z.object({
   "node-rate-limit-qps": z.coerce.number({ error: "must be a number" }).gt(0, "must be above 0")
     .max(10_000),
   "node-rate-limit-burst": positive(100_000),
+  workers: positive(256),
   "log-level": z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(", ")}` }),
 });
 
@@ -203,6 +209,8 @@ export interface ControllerConfig {
     global: { perSecond: number; burst: number };
     perNode: { perSecond: number; burst: number };
   };
+  /** Concurrent reconciles. */
+  workers: number;
   /** Log level. */
   logLevel: (typeof LOG_LEVELS)[number];
 }
@@ -294,6 +302,7 @@ export function parseControllerConfig(
       global: { perSecond: c["rate-limit-qps"], burst: c["rate-limit-burst"] },
       perNode: { perSecond: c["node-rate-limit-qps"], burst: c["node-rate-limit-burst"] },
     },
+    workers: c.workers,
     logLevel: c["log-level"],
   };
 }

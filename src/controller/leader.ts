@@ -9,7 +9,7 @@
  * @module
  */
 import * as k8s from "@kubernetes/client-node";
-import { MERGE_PATCH, statusCode } from "../k8s/mod.ts";
+import { makeApiClient, MERGE_PATCH, statusCode } from "../k8s/mod.ts";
 
 /** Options of the elector. */
 export interface LeaderElectionOptions {
@@ -47,7 +47,7 @@ export class LeaderElector {
 
   /** Creates the elector; call {@link LeaderElector.start}. */
   constructor(kc: k8s.KubeConfig, options: LeaderElectionOptions) {
-    this.#api = kc.makeApiClient(k8s.CoordinationV1Api);
+    this.#api = makeApiClient(kc, k8s.CoordinationV1Api);
     const leaseDurationMs = options.leaseDurationMs ?? 10_000;
     this.#o = {
       leaseDurationMs,

@@ -7,7 +7,7 @@
  * @module
  */
 import * as k8s from "@kubernetes/client-node";
-import { KubeConfigError, loadKubeConfig } from "../k8s/mod.ts";
+import { KubeConfigError, loadKubeConfig, makeApiClient } from "../k8s/mod.ts";
 import { configureLogging, logger, logSink } from "../log/mod.ts";
 import { METRICS_CONTENT_TYPE, Registry } from "../metrics/mod.ts";
 import { ConfigError, type ControllerConfig, parseControllerConfig } from "./config.ts";
@@ -35,8 +35,13 @@ export async function runController(config: ControllerConfig): Promise<number> {
     policy: config.policy,
     dryRun: config.dryRun,
     rateLimit: config.rateLimit,
+    workers: config.workers,
     canWrite: () => elector === null || elector.isLeader(),
-    events: new EventRecorder(kc.makeApiClient(k8s.CoreV1Api), "mbcas-controller", config.identity),
+    events: new EventRecorder(
+      makeApiClient(kc, k8s.CoreV1Api),
+      "mbcas-controller",
+      config.identity,
+    ),
     metrics: registry,
     log: logSink(log),
   });

@@ -19,6 +19,7 @@ import {
   errorMessage,
   Informer,
   kubeSource,
+  makeApiClient,
   MERGE_PATCH,
   patchPodResize,
   statusCode,
@@ -63,6 +64,8 @@ export interface ControllerOptions {
   events?: EventRecorder;
   /** Registers the controller's metrics here. */
   metrics?: Registry;
+  /** PodAllocations reconciled concurrently (default 4; one key is never reconciled twice at once). */
+  workers?: number;
 }
 
 /** The controller's Prometheus metrics. */
@@ -73,6 +76,7 @@ export class ControllerMetrics {
   readonly skipped: Counter;
   readonly apiErrors: Counter;
   readonly leader: Gauge;
+  readonly resizeLatency: Histogram;
 
   /** Creates and registers the metrics. */
   constructor(registry: Registry) {
@@ -100,6 +104,13 @@ export class ControllerMetrics {
     );
     this.leader = registry.add(
       new Gauge("mbcas_controller_leader", "1 when this replica is the leader"),
+    );
+    this.resizeLatency = registry.add(
+      new Histogram(
+        "mbcas_controller_resize_latency_seconds",
+        "From a change seen on a watch to the accepted pods/resize patch",
+        [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10],
+      ),
     );
   }
 }
@@ -145,7 +156,9 @@ export class ResizeController {
   readonly #queue = new Set<string>();
   readonly #timers = new Map<string, { at: number; timer: ReturnType<typeof setTimeout> }>();
   readonly #limiter: ResizeRateLimiter;
-  #draining: Promise<void> | null = null;
+  readonly #active = new Set<string>(); // keys being reconciled now: never two at once
+  readonly #enqueuedAt = new Map<string, number>(); // when a key was first queued since its last reconcile
+  readonly #workers = new Set<Promise<void>>();
   #running = false;
   readonly #metrics: ControllerMetrics;
 
@@ -154,8 +167,8 @@ export class ResizeController {
     this.#options = options;
     this.#now = options.now ?? Date.now;
     this.#log = options.log ?? (() => {});
-    this.#core = kc.makeApiClient(k8s.CoreV1Api);
-    this.#custom = kc.makeApiClient(k8s.CustomObjectsApi);
+    this.#core = makeApiClient(kc, k8s.CoreV1Api);
+    this.#custom = makeApiClient(kc, k8s.CustomObjectsApi);
     this.#limiter = new ResizeRateLimiter(
       options.rateLimit.global,
       options.rateLimit.perNode,
@@ -246,7 +259,7 @@ export class ResizeController {
     await Promise.all(
       [this.#allocations, this.#pods, this.#namespaces, this.#nodes].map((i) => i.stop()),
     );
-    await this.#draining;
+    await Promise.all(this.#workers);
   }
 
   /** Queues every PodAllocation (e.g. on becoming leader). */
@@ -257,8 +270,21 @@ export class ResizeController {
   #enqueue(key: string): void {
     if (!this.#running) return;
     this.#queue.add(key);
+    if (!this.#enqueuedAt.has(key)) this.#enqueuedAt.set(key, performance.now());
     this.#metrics.queueDepth.set(this.#queue.size);
-    this.#draining ??= this.#drain().finally(() => (this.#draining = null));
+    this.#spawnWorkers();
+  }
+
+  /** Starts workers up to the configured concurrency while there is work. */
+  #spawnWorkers(): void {
+    const limit = this.#options.workers ?? 4;
+    while (this.#workers.size < limit && this.#workers.size < this.#queue.size) {
+      const worker: Promise<void> = this.#work().finally(() => {
+        this.#workers.delete(worker);
+        if (this.#queue.size > 0 && this.#running) this.#spawnWorkers();
+      });
+      this.#workers.add(worker);
+    }
   }
 
   #schedule(key: string, afterMs: number): void {
@@ -275,27 +301,40 @@ export class ResizeController {
     });
   }
 
-  async #drain(): Promise<void> {
-    while (this.#queue.size > 0 && this.#running) {
-      const [key] = this.#queue;
+  /** One worker: takes keys no other worker holds, until none is left. */
+  async #work(): Promise<void> {
+    while (this.#running) {
+      let key: string | undefined;
+      for (const candidate of this.#queue) {
+        if (!this.#active.has(candidate)) {
+          key = candidate;
+          break;
+        }
+      }
+      if (key === undefined) return; // queued keys are all in progress; their workers re-check
       this.#queue.delete(key);
       this.#metrics.queueDepth.set(this.#queue.size);
       if (this.#options.canWrite !== undefined && !this.#options.canWrite()) continue; // standby: caches only
+      this.#active.add(key);
+      const queuedAt = this.#enqueuedAt.get(key);
+      this.#enqueuedAt.delete(key);
       const started = performance.now();
       try {
-        await this.reconcile(key);
+        await this.reconcile(key, queuedAt);
         this.#metrics.reconcileSeconds.observe((performance.now() - started) / 1000);
       } catch (error) {
         this.stats.apiErrors++;
         this.#metrics.apiErrors.inc({ operation: "reconcile" });
         this.#log("error", "reconcile failed", { podAllocation: key, error: errorMessage(error) });
         this.#schedule(key, 5_000);
+      } finally {
+        this.#active.delete(key);
       }
     }
   }
 
   /** Reconciles one PodAllocation (`namespace/name`) from the caches: level-based and idempotent. */
-  async reconcile(key: string): Promise<void> {
+  async reconcile(key: string, queuedAt?: number): Promise<void> {
     this.stats.reconciles++;
     const raw = this.#allocations.get(key);
     if (raw === undefined) {
@@ -400,6 +439,9 @@ export class ResizeController {
           await patchPodResize(this.#core, namespace, name, patch);
           this.stats.resizes.accepted++;
           this.#metrics.resizes.inc({ result: "accepted" });
+          if (queuedAt !== undefined) {
+            this.#metrics.resizeLatency.observe((performance.now() - queuedAt) / 1000);
+          }
           nextMemory = recordPatch(nextMemory, now);
           resizedAt = new Date(now);
           this.#log("info", "resized", fields);
@@ -427,6 +469,15 @@ export class ResizeController {
     }
     this.#memory.set(key, nextMemory);
     if (decision.requeueAfterMs !== null) this.#schedule(key, decision.requeueAfterMs);
+    if (resizedAt !== null) {
+      // The patch changes the pod, and the kubelet answers on it: the reconciles those
+      // updates trigger record the status (and coalesce under load). One write saved.
+      this.#schedule(key, this.#options.policy.confirmTimeoutMs);
+      return;
+    }
+    const lastResizeTime = nextMemory.lastResizeAtMs === null
+      ? null
+      : new Date(nextMemory.lastResizeAtMs);
     await this.#writeStatus(
       namespace,
       name,
@@ -435,7 +486,7 @@ export class ResizeController {
       pod,
       pa.metadata.generation ?? 0,
       now,
-      resizedAt,
+      lastResizeTime,
     );
   }
 

@@ -25,5 +25,6 @@ export type {
 } from "./informer.ts";
 export { retryOnConflict } from "./retry.ts";
 export { MERGE_PATCH, toPlain } from "./plain.ts";
+export { httpClientFor, makeApiClient } from "./transport.ts";
 export { patchPodResize, resizePatch, updatePodAllocationStatus } from "./resize.ts";
 export type { ContainerResize } from "./resize.ts";

@@ -108,12 +108,21 @@ export class Registry {
     this.#metrics.push(metric);
     return metric;
   }
-  /** The text exposition format (version 0.0.4). */
+  /** The text exposition format (version 0.0.4), with the process's memory gauges. */
   render(): string {
-    return this.#metrics.map((m) =>
+    const memory = Deno.memoryUsage();
+    const process = [
+      "# HELP process_resident_memory_bytes Resident memory size in bytes.",
+      "# TYPE process_resident_memory_bytes gauge",
+      `process_resident_memory_bytes ${memory.rss}`,
+      "# HELP deno_heap_used_bytes V8 heap in use, bytes.",
+      "# TYPE deno_heap_used_bytes gauge",
+      `deno_heap_used_bytes ${memory.heapUsed}`,
+    ];
+    const blocks = this.#metrics.map((m) =>
       [`# HELP ${m.name} ${m.help}`, `# TYPE ${m.name} ${m.type}`, ...m.render()].join("\n")
-    )
-      .join("\n") + "\n";
+    );
+    return [...blocks, process.join("\n")].join("\n") + "\n";
   }
 }
 

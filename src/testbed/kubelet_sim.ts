@@ -12,6 +12,7 @@ import * as k8s from "@kubernetes/client-node";
 import {
   Informer,
   kubeSource,
+  makeApiClient,
   MERGE_PATCH,
   retryOnConflict,
   statusCode,
@@ -49,7 +50,7 @@ export class KubeletSimulator {
   /** Creates the simulator; call {@link KubeletSimulator.start}. */
   constructor(kc: k8s.KubeConfig, options: KubeletSimulatorOptions) {
     this.#kc = kc;
-    this.#core = kc.makeApiClient(k8s.CoreV1Api);
+    this.#core = makeApiClient(kc, k8s.CoreV1Api);
     this.nodeName = options.nodeName;
     this.#options = { allocatableMillicores: 4000, defaultResponse: "accept", ...options };
   }

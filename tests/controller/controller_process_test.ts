@@ -16,6 +16,7 @@ import {
   startTestbed,
   waitForCrd,
 } from "../../src/testbed/mod.ts";
+import { taskRunFlags } from "../_support/task_flags.ts";
 import { requireOrSkip, testbedMissing } from "../_support/requirements.ts";
 import { burstablePod, eventually, kubeConfig } from "../k8s/_helpers.ts";
 
@@ -41,11 +42,7 @@ function spawnController(kubeconfig: string, identity: string, extra: string[] =
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
-      "--no-prompt",
-      "--allow-net",
-      "--allow-env",
-      "--allow-read",
-      "--allow-sys=hostname",
+      ...taskRunFlags("controller"),
       MAIN,
       "--kubeconfig",
       kubeconfig,
@@ -327,11 +324,7 @@ requireOrSkip(
     const out = await new Deno.Command(Deno.execPath(), {
       args: [
         "run",
-        "--no-prompt",
-        "--allow-net",
-        "--allow-env",
-        "--allow-read",
-        "--allow-sys=hostname",
+        ...taskRunFlags("controller"),
         MAIN,
         "--max-step-down",
         "2",
@@ -347,11 +340,7 @@ requireOrSkip(
     const env = await new Deno.Command(Deno.execPath(), {
       args: [
         "run",
-        "--no-prompt",
-        "--allow-net",
-        "--allow-env",
-        "--allow-read",
-        "--allow-sys=hostname",
+        ...taskRunFlags("controller"),
         MAIN,
       ],
       env: { MBCAS_RATE_LIMIT_QPS: "fast" },
