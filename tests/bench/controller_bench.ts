@@ -34,6 +34,66 @@ const percentile = (values: number[], p: number) => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 };
 
+/** One cumulative histogram bucket. */
+interface Bucket {
+  le: number;
+  count: number;
+}
+
+/** Cumulative bucket counts of the controller's resize-latency histogram. */
+async function ownLatency(metricsPort: number): Promise<Bucket[]> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  return [
+    ...text.matchAll(/^mbcas_controller_resize_latency_seconds_bucket\{le="([^"]+)"\} (\d+)$/gm),
+  ]
+    .map((m) => ({ le: m[1] === "+Inf" ? Infinity : Number(m[1]), count: Number(m[2]) }));
+}
+
+/** Upper bound (ms) of the bucket holding quantile `q` of the observations between two snapshots. */
+function quantileBetween(a: Bucket[], b: Bucket[], q: number): number {
+  const delta = b.map((x, i) => ({ le: x.le, count: x.count - (a[i]?.count ?? 0) }));
+  const total = delta.at(-1)?.count ?? 0;
+  return (delta.find((x) => x.count >= q * total)?.le ?? NaN) * 1000;
+}
+
+/** Sends `changes` PodAllocation changes at `rate`/s; returns each change's time until the pod shows it. */
+async function latencyPhase(
+  custom: k8s.CustomObjectsApi,
+  changedAt: Map<string, { limit: string; at: number }>,
+  changes: number,
+  rate: number,
+  fixedLimit: string | null,
+): Promise<number[]> {
+  log(`latency phase: ${changes} changes at ${rate}/s`);
+  const sentAt = new Map<string, { limit: string; at: number }>();
+  const started = performance.now();
+  for (let k = 0; k < changes; k++) {
+    const due = started + (k * 1000) / rate;
+    const wait = due - performance.now();
+    if (wait > 0) await sleep(wait);
+    const i = k % PODS;
+    const limit = fixedLimit ?? `${300 + Math.floor(k / PODS) * 100 + 200}m`;
+    sentAt.set(`p${i}`, { limit, at: performance.now() });
+    custom.patchNamespacedCustomObject(
+      {
+        group: GROUP,
+        version: VERSION,
+        namespace: NS,
+        plural: PLURAL,
+        name: `p${i}`,
+        body: { spec: { containers: [{ name: "app", cpuLimit: limit }] } },
+      },
+      MERGE_PATCH,
+    ).catch((e) => log(`patch failed: ${e}`));
+  }
+  const deadline = performance.now() + 30_000;
+  const done = () => [...sentAt].every(([name, s]) => changedAt.get(name)?.limit === s.limit);
+  while (!done() && performance.now() < deadline) await sleep(50);
+  return [...sentAt].filter(([name, s]) => changedAt.get(name)?.limit === s.limit).map((
+    [name, s],
+  ) => changedAt.get(name)!.at - s.at);
+}
+
 const testbed = await startTestbed({ log });
 const admin = new k8s.KubeConfig();
 admin.loadFromFile(testbed.identities.admin.kubeconfig);
@@ -98,65 +158,9 @@ try {
   });
   pods.start();
   await pods.synced();
-  const running = async () => pods.list().filter((p) => p.status?.phase === "Running").length;
-  while ((await running()) < PODS) await sleep(500);
+  const running = () => pods.list().filter((p) => p.status?.phase === "Running").length;
+  while (running() < PODS) await sleep(500);
   log("all pods running; creating PodAllocations and starting the controller");
-
-  /** Cumulative bucket counts of the controller's resize-latency histogram. */
-  async function ownLatency(): Promise<{ le: number; count: number }[]> {
-    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-    return [
-      ...text.matchAll(/^mbcas_controller_resize_latency_seconds_bucket\{le="([^"]+)"\} (\d+)$/gm),
-    ]
-      .map((m) => ({ le: m[1] === "+Inf" ? Infinity : Number(m[1]), count: Number(m[2]) }));
-  }
-
-  /** Upper bound (ms) of the bucket holding quantile `q` of the observations between two snapshots. */
-  function quantileBetween(
-    a: { le: number; count: number }[],
-    b: { le: number; count: number }[],
-    q: number,
-  ): number {
-    const delta = b.map((x, i) => ({ le: x.le, count: x.count - (a[i]?.count ?? 0) }));
-    const total = delta.at(-1)?.count ?? 0;
-    return (delta.find((x) => x.count >= q * total)?.le ?? NaN) * 1000;
-  }
-
-  /** Sends `changes` PodAllocation changes at `rate`/s; returns each change's time until the pod shows it. */
-  async function latencyPhase(
-    changes: number,
-    rate: number,
-    fixedLimit: string | null,
-  ): Promise<number[]> {
-    log(`latency phase: ${changes} changes at ${rate}/s`);
-    const sentAt = new Map<string, { limit: string; at: number }>();
-    const started = performance.now();
-    for (let k = 0; k < changes; k++) {
-      const due = started + (k * 1000) / rate;
-      const wait = due - performance.now();
-      if (wait > 0) await sleep(wait);
-      const i = k % PODS;
-      const limit = fixedLimit ?? `${300 + Math.floor(k / PODS) * 100 + 200}m`;
-      sentAt.set(`p${i}`, { limit, at: performance.now() });
-      custom.patchNamespacedCustomObject(
-        {
-          group: GROUP,
-          version: VERSION,
-          namespace: NS,
-          plural: PLURAL,
-          name: `p${i}`,
-          body: { spec: { containers: [{ name: "app", cpuLimit: limit }] } },
-        },
-        MERGE_PATCH,
-      ).catch((e) => log(`patch failed: ${e}`));
-    }
-    const deadline = performance.now() + 30_000;
-    const done = () => [...sentAt].every(([name, s]) => changedAt.get(name)?.limit === s.limit);
-    while (!done() && performance.now() < deadline) await sleep(50);
-    return [...sentAt].filter(([name, s]) => changedAt.get(name)?.limit === s.limit).map((
-      [name, s],
-    ) => changedAt.get(name)!.at - s.at);
-  }
 
   const body = (i: number, cpuLimit: string) => ({
     apiVersion: API_VERSION,
@@ -235,12 +239,12 @@ try {
   await sleep(5000); // start-up and initial sync (1,000 status writes)
 
   // Phase 0: latency at a gentle 5 changes/s (the control plane is not saturated).
-  const before = await ownLatency();
-  const gentle = await latencyPhase(50, 5, "400m");
-  const afterGentle = await ownLatency();
+  const before = await ownLatency(metricsPort);
+  const gentle = await latencyPhase(custom, changedAt, 50, 5, "400m");
+  const afterGentle = await ownLatency(metricsPort);
   // Phase 1: latency at a steady 50 changes/s.
-  const latencies = await latencyPhase(LATENCY_CHANGES, RATE, null);
-  const afterSteady = await ownLatency();
+  const latencies = await latencyPhase(custom, changedAt, LATENCY_CHANGES, RATE, null);
+  const afterSteady = await ownLatency(metricsPort);
 
   // Phase 2: every allocation changes at once.
   log("throughput phase: all 1,000 allocations change at once");
