@@ -18,6 +18,7 @@ import {
   Informer,
   kubeSource,
   loadKubeConfig,
+  makeApiClient,
   patchPodResize,
   toPlain,
   updatePodAllocationStatus,
@@ -102,6 +103,17 @@ requireOrSkip(
             const review = await kubeConfig(identity.kubeconfig).makeApiClient(
               k8s.AuthenticationV1Api,
             ).createSelfSubjectReview({ body: {} });
+            assert.equal(review.status?.userInfo?.username, user);
+          }
+          // The same through the pooled Deno-fetch transport the controller uses (CA, token, client certificate).
+          for (
+            const [identity, user] of [
+              [testbed.identities.admin, "mbcas-admin"],
+              [testbed.identities.certAdmin, "mbcas-cert-admin"],
+            ] as const
+          ) {
+            const api = makeApiClient(kubeConfig(identity.kubeconfig), k8s.AuthenticationV1Api);
+            const review = await api.createSelfSubjectReview({ body: {} });
             assert.equal(review.status?.userInfo?.username, user);
           }
           // The certificate identity is a real cluster admin (O=system:masters), not anonymous.
