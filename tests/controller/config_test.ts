@@ -1,0 +1,85 @@
+import assert from "node:assert/strict";
+import {
+  ConfigError,
+  CONTROLLER_OPTIONS,
+  parseControllerConfig,
+} from "../../src/controller/config.ts";
+import { DEFAULT_POLICY } from "../../src/controller/mod.ts";
+
+const noEnv = () => undefined;
+
+Deno.test("config: defaults give the documented policy and limits", () => {
+  const c = parseControllerConfig([], noEnv);
+  assert.deepEqual(c.policy, DEFAULT_POLICY);
+  assert.equal(c.leaderElect, true);
+  assert.equal(c.dryRun, false);
+  assert.equal(c.namespace, "mbcas-system");
+  assert.equal(c.metricsPort, 8080);
+  assert.deepEqual(c.rateLimit, {
+    global: { perSecond: 20, burst: 50 },
+    perNode: { perSecond: 5, burst: 10 },
+  });
+  assert.equal(c.kubeconfig, undefined);
+  assert.match(c.identity, /-[0-9a-f]{8}$/);
+});
+
+Deno.test("config: flags win over environment variables, which win over defaults", () => {
+  const env = (name: string) =>
+    ({
+      MBCAS_COOLDOWN_SECONDS: "45",
+      MBCAS_DRY_RUN: "true",
+      POD_NAME: "ctl-0",
+      MBCAS_MAX_LIMIT: "3500m",
+    } as Record<string, string>)[name];
+  const c = parseControllerConfig(["--cooldown-seconds", "5", "--max-step-down=0.25"], env);
+  assert.equal(c.policy.cooldownMs, 5000);
+  assert.equal(c.policy.maxStepDownFraction, 0.25);
+  assert.equal(c.dryRun, true);
+  assert.equal(c.identity, "ctl-0");
+  assert.equal(c.policy.maxLimitMillicores, 3500);
+});
+
+Deno.test("config: an invalid value names the flag or variable and the value", () => {
+  const cases: [string[], Record<string, string>, RegExp][] = [
+    [
+      ["--cooldown-seconds", "soon"],
+      {},
+      /invalid --cooldown-seconds: must be a number of seconds, got "soon"/,
+    ],
+    [["--max-step-down", "0"], {}, /invalid --max-step-down: must be above 0, got "0"/],
+    [["--dry-run", "yes"], {}, /invalid --dry-run: must be true or false, got "yes"/],
+    [["--metrics-port", "70000"], {}, /invalid --metrics-port/],
+    [
+      [],
+      { MBCAS_MAX_LIMIT: "lots" },
+      /invalid MBCAS_MAX_LIMIT \(--max-limit\): must be empty or a positive CPU quantity/,
+    ],
+    [
+      [],
+      { MBCAS_LOG_LEVEL: "loud" },
+      /invalid MBCAS_LOG_LEVEL \(--log-level\): must be one of debug, info, warning, error, got "loud"/,
+    ],
+    [["--no-such-flag", "1"], {}, /no-such-flag/],
+  ];
+  for (const [args, env, pattern] of cases) {
+    assert.throws(
+      () => parseControllerConfig(args, (n) => env[n]),
+      (e: Error) => e instanceof ConfigError && pattern.test(e.message),
+      `${args} ${JSON.stringify(env)}`,
+    );
+  }
+});
+
+Deno.test("config: README documents every flag and environment variable with its default", () => {
+  const readme = Deno.readTextFileSync(new URL("../../README.md", import.meta.url));
+  for (const [name, spec] of Object.entries(CONTROLLER_OPTIONS)) {
+    // deno fmt pads table cells with spaces.
+    const row = readme.split("\n").find((l) => new RegExp(`^\\|\\s*\`--${name}\`\\s*\\|`).test(l));
+    assert.ok(row, `README lacks --${name}`);
+    assert.ok(row.includes(`\`${spec.env}\``), `README row of --${name} lacks ${spec.env}`);
+    assert.ok(
+      spec.default === "" ? row.includes("(empty)") : row.includes(`\`${spec.default}\``),
+      `README default of --${name}`,
+    );
+  }
+});
