@@ -120,7 +120,7 @@ export const CONTROLLER_OPTIONS = {
   },
   workers: {
     env: "MBCAS_WORKERS",
-    default: "8",
+    default: "32",
     help: "PodAllocations reconciled concurrently (one key never twice at once)",
   },
   "log-level": { env: "MBCAS_LOG_LEVEL", default: "info", help: "debug, info, warning or error" },

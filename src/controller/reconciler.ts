@@ -64,7 +64,7 @@ export interface ControllerOptions {
   events?: EventRecorder;
   /** Registers the controller's metrics here. */
   metrics?: Registry;
-  /** PodAllocations reconciled concurrently (default 4; one key is never reconciled twice at once). */
+  /** PodAllocations reconciled concurrently (default 32; one key is never reconciled twice at once). */
   workers?: number;
 }
 
@@ -153,7 +153,8 @@ export class ResizeController {
   readonly #namespaces: Informer<k8s.V1Namespace>;
   readonly #nodes: Informer<k8s.V1Node>;
   readonly #memory = new Map<string, PodMemory>();
-  readonly #queue = new Set<string>();
+  readonly #urgent = new Set<string>(); // keys whose objects changed
+  readonly #queue = new Set<string>(); // keys re-checked by a periodic resync: after the urgent ones
   readonly #timers = new Map<string, { at: number; timer: ReturnType<typeof setTimeout> }>();
   readonly #limiter: ResizeRateLimiter;
   readonly #active = new Set<string>(); // keys being reconciled now: never two at once
@@ -234,8 +235,8 @@ export class ResizeController {
   /** Starts the informers and the work queue; resolves once the caches are synced. */
   async start(): Promise<void> {
     this.#running = true;
-    this.#allocations.subscribe((e) => this.#enqueue(keyOf(e.object)));
-    this.#pods.subscribe((e) => this.#enqueue(keyOf(e.object)));
+    this.#allocations.subscribe((e) => this.#enqueue(keyOf(e.object), e.type !== "resync"));
+    this.#pods.subscribe((e) => this.#enqueue(keyOf(e.object), e.type !== "resync"));
     this.#namespaces.subscribe((e) => {
       if (e.type === "resync") return;
       const ns = e.object.metadata?.name;
@@ -267,21 +268,31 @@ export class ResizeController {
     for (const pa of this.#allocations.list()) this.#enqueue(keyOf(pa));
   }
 
-  #enqueue(key: string): void {
+  /** Queues a key; changes go ahead of periodic re-checks. */
+  #enqueue(key: string, urgent = true): void {
     if (!this.#running) return;
-    this.#queue.add(key);
-    if (!this.#enqueuedAt.has(key)) this.#enqueuedAt.set(key, performance.now());
-    this.#metrics.queueDepth.set(this.#queue.size);
+    if (urgent) {
+      this.#queue.delete(key);
+      this.#urgent.add(key);
+      if (!this.#enqueuedAt.has(key)) this.#enqueuedAt.set(key, performance.now());
+    } else if (!this.#urgent.has(key)) {
+      this.#queue.add(key);
+    }
+    this.#metrics.queueDepth.set(this.#queued);
     this.#spawnWorkers();
+  }
+
+  get #queued(): number {
+    return this.#urgent.size + this.#queue.size;
   }
 
   /** Starts workers up to the configured concurrency while there is work. */
   #spawnWorkers(): void {
-    const limit = this.#options.workers ?? 4;
-    while (this.#workers.size < limit && this.#workers.size < this.#queue.size) {
+    const limit = this.#options.workers ?? 32;
+    while (this.#workers.size < limit && this.#workers.size < this.#queued) {
       const worker: Promise<void> = this.#work().finally(() => {
         this.#workers.delete(worker);
-        if (this.#queue.size > 0 && this.#running) this.#spawnWorkers();
+        if (this.#queued > 0 && this.#running) this.#spawnWorkers();
       });
       this.#workers.add(worker);
     }
@@ -301,19 +312,23 @@ export class ResizeController {
     });
   }
 
-  /** One worker: takes keys no other worker holds, until none is left. */
+  /** Removes and returns the first key of `set` that no worker holds. */
+  #next(set: Set<string>): string | undefined {
+    for (const candidate of set) {
+      if (!this.#active.has(candidate)) {
+        set.delete(candidate);
+        return candidate;
+      }
+    }
+    return undefined;
+  }
+
+  /** One worker: takes keys no other worker holds, urgent ones first, until none is left. */
   async #work(): Promise<void> {
     while (this.#running) {
-      let key: string | undefined;
-      for (const candidate of this.#queue) {
-        if (!this.#active.has(candidate)) {
-          key = candidate;
-          break;
-        }
-      }
+      const key = this.#next(this.#urgent) ?? this.#next(this.#queue);
       if (key === undefined) return; // queued keys are all in progress; their workers re-check
-      this.#queue.delete(key);
-      this.#metrics.queueDepth.set(this.#queue.size);
+      this.#metrics.queueDepth.set(this.#queued);
       if (this.#options.canWrite !== undefined && !this.#options.canWrite()) continue; // standby: caches only
       this.#active.add(key);
       const queuedAt = this.#enqueuedAt.get(key);

@@ -213,6 +213,7 @@ try {
       "127.0.0.1",
       "--log-level",
       "warning",
+      ...(Deno.env.get("MBCAS_BENCH_CONTROLLER_ARGS")?.split(" ").filter(Boolean) ?? []),
       "--rate-limit-qps",
       "1000",
       "--rate-limit-burst",
@@ -236,7 +237,18 @@ try {
       // exited
     }
   }, 200);
-  await sleep(5000); // start-up and initial sync (1,000 status writes)
+  // Start-up: the initial sync writes 1,000 statuses. Measure only once the queue has drained.
+  await sleep(2000);
+  for (let quiet = 0; quiet < 4;) {
+    await sleep(500);
+    try {
+      const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+      quiet = /^mbcas_controller_queue_depth 0$/m.test(text) ? quiet + 1 : 0;
+    } catch {
+      quiet = 0;
+    }
+  }
+  log("controller idle; measuring");
 
   // Phase 0: latency at a gentle 5 changes/s (the control plane is not saturated).
   const before = await ownLatency(metricsPort);
