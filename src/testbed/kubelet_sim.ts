@@ -168,7 +168,9 @@ export class KubeletSimulator {
       } catch (error) {
         // 404: the pod is gone. Connection errors: the API server is restarting; the resync retries.
         const quiet = statusCode(error) === 404 ||
-          /ECONNREFUSED|ECONNRESET|socket hang up/.test(String(error));
+          /ECONNREFUSED|ECONNRESET|socket hang up|fetch failed|Connection refused/.test(
+            String(error),
+          );
         if (!quiet) {
           console.error(`kubelet-sim ${this.nodeName}: ${key}: ${String(error).slice(0, 300)}`);
         }

@@ -1,0 +1,105 @@
+/**
+ * The demand estimator: from a container's stream of CPU signals, how much
+ * CPU it needs. Pure: state in, state out.
+ *
+ * ## Reasoning
+ *
+ * - **Usage alone under-reports a throttled container**: it can never use
+ *   more than its limit, so a recommender that only looks at usage keeps the
+ *   limit where it is, or spirals down (kubernetes/autoscaler#2359). The CFS
+ *   throttled time is runnable time held back by the quota, summed over CPUs,
+ *   so `usage + throttled time rate` is the CPU the container would have used
+ *   without the limit: a single thread at a 200m quota shows 200m of usage and
+ *   ≈800m of throttled time, and needs a whole core.
+ * - **PSI only together with throttling**: CPU pressure (`some`) rises both
+ *   when the node is contended and when the container's own quota throttles it
+ *   (kubernetes/enhancements#5062), so PSI alone cannot say the limit is too
+ *   low. When the container *is* throttled, a task stalled for a fraction `s`
+ *   of the time ran only `1 − s` of it, so `usage / (1 − s)` is a second
+ *   estimate of the need; the estimator takes the larger of the two. Without
+ *   throttling, PSI is ignored.
+ * - **Headroom** (default 15%) keeps the limit above the need, so a container
+ *   using what it needs is not throttled at the edge.
+ * - **Fast attack, slow release**: a need above the current estimate is
+ *   adopted at once (a throttled container's demand rises within one
+ *   sample); a lower one is approached exponentially with a half-life
+ *   (default 60 s), so short dips do not shrink limits and bursty loads keep
+ *   the CPU their bursts need.
+ *
+ * @module
+ */
+
+/** Tuning of the estimator. */
+export interface EstimatorConfig {
+  /** Fraction added on top of the measured need (default 0.15). */
+  headroom: number;
+  /** Half-life of the decay towards a lower need, ms (default 60 s). */
+  releaseHalfLifeMs: number;
+  /** Throttled ratio from which PSI is trusted as a sign of a too-low limit (default 0.1). */
+  psiThrottleThreshold: number;
+  /** A stall ratio is capped here so `usage / (1 − s)` stays finite (default 0.9: at most 10× usage). */
+  maxStallRatio: number;
+}
+
+/** The defaults. */
+export const DEFAULT_ESTIMATOR: EstimatorConfig = {
+  headroom: 0.15,
+  releaseHalfLifeMs: 60_000,
+  psiThrottleThreshold: 0.1,
+  maxStallRatio: 0.9,
+};
+
+/** One interval's signals, as the cgroup module computes them. */
+export interface Observation {
+  /** End of the interval, ms (monotonic or wall: only differences matter). */
+  atMs: number;
+  /** CPU used, millicores. */
+  usageMillicores: number;
+  /** Δnr_throttled / Δnr_periods. */
+  throttledRatio: number;
+  /** Throttled time rate, millicores. */
+  throttledMillicores: number;
+  /** PSI `some` stall ratio over the interval, or null without PSI. */
+  psiSomeStallRatio: number | null;
+}
+
+/** The estimator's memory for one container. */
+export interface DemandState {
+  /** Current demand estimate, millicores (headroom included). */
+  demandMillicores: number;
+  /** Time of the last update, ms. */
+  atMs: number;
+}
+
+/** The need one interval shows, before headroom and smoothing, millicores. */
+export function measuredNeed(
+  obs: Observation,
+  config: EstimatorConfig = DEFAULT_ESTIMATOR,
+): number {
+  const unthrottled = obs.usageMillicores + Math.max(0, obs.throttledMillicores);
+  if (obs.psiSomeStallRatio === null || obs.throttledRatio < config.psiThrottleThreshold) {
+    return unthrottled;
+  }
+  const stall = Math.min(config.maxStallRatio, Math.max(0, obs.psiSomeStallRatio));
+  return Math.max(unthrottled, obs.usageMillicores / (1 - stall));
+}
+
+/**
+ * Folds one observation into the state. With no state yet (a container just
+ * seen), the estimate starts at this observation's need; pass a state built
+ * from the last published demand instead after an agent restart, so one
+ * sample never cuts it.
+ */
+export function updateDemand(
+  state: DemandState | null,
+  obs: Observation,
+  config: EstimatorConfig = DEFAULT_ESTIMATOR,
+): DemandState {
+  const target = measuredNeed(obs, config) * (1 + config.headroom);
+  if (state === null || target >= state.demandMillicores) {
+    return { demandMillicores: target, atMs: obs.atMs };
+  }
+  const elapsed = Math.max(0, obs.atMs - state.atMs);
+  const keep = 2 ** (-elapsed / config.releaseHalfLifeMs);
+  return { demandMillicores: target + (state.demandMillicores - target) * keep, atMs: obs.atMs };
+}

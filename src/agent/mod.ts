@@ -1,0 +1,11 @@
+/**
+ * The agent's pure core: the demand estimator and the construction of a
+ * node's CPU market from its pods. (The per-node loop that samples cgroups
+ * and publishes PodAllocations builds on these.)
+ *
+ * @module
+ */
+export { DEFAULT_ESTIMATOR, measuredNeed, updateDemand } from "./estimator.ts";
+export type { DemandState, EstimatorConfig, Observation } from "./estimator.ts";
+export { buildMarket, MAX_CPU_ANNOTATION, PRIORITY_ANNOTATION, worthPublishing } from "./bids.ts";
+export type { BidConfig, ContainerView, NodeMarket, PodView } from "./bids.ts";
