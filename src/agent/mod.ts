@@ -9,3 +9,5 @@ export { DEFAULT_ESTIMATOR, measuredNeed, updateDemand } from "./estimator.ts";
 export type { DemandState, EstimatorConfig, Observation } from "./estimator.ts";
 export { buildMarket, MAX_CPU_ANNOTATION, PRIORITY_ANNOTATION, worthPublishing } from "./bids.ts";
 export type { BidConfig, ContainerView, NodeMarket, PodView } from "./bids.ts";
+export { NodeAgent } from "./agent.ts";
+export type { AgentOptions, AgentStats } from "./agent.ts";
