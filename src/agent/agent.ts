@@ -41,6 +41,7 @@ import {
   toPlain,
 } from "../k8s/mod.ts";
 import { type Clearing, clearMarket } from "../solver/mod.ts";
+import { Counter, Gauge, Histogram, Registry } from "../metrics/mod.ts";
 import { type BidConfig, buildMarket, type PodView, worthPublishing } from "./bids.ts";
 import {
   DEFAULT_ESTIMATOR,
@@ -74,12 +75,70 @@ export interface AgentOptions {
   };
   /** Wall clock, ms (default Date.now). */
   now?: () => number;
+  /** Registers the agent's metrics here. */
+  metrics?: Registry;
   /** Log sink. */
   log?: (
     level: "debug" | "info" | "warn" | "error",
     message: string,
     fields?: Record<string, unknown>,
   ) => void;
+}
+
+/** The agent's Prometheus metrics. */
+export class AgentMetrics {
+  readonly usage: Gauge;
+  readonly throttledRatio: Gauge;
+  readonly demand: Gauge;
+  readonly allocation: Gauge;
+  readonly price: Gauge;
+  readonly clearingSeconds: Histogram;
+  readonly writes: Counter;
+  readonly samplingErrors: Counter;
+
+  /** Creates and registers the metrics. */
+  constructor(registry: Registry) {
+    this.usage = registry.add(
+      new Gauge("mbcas_agent_container_usage_millicores", "CPU used, per container"),
+    );
+    this.throttledRatio = registry.add(
+      new Gauge(
+        "mbcas_agent_container_throttled_ratio",
+        "Share of CFS periods throttled, per container",
+      ),
+    );
+    this.demand = registry.add(
+      new Gauge(
+        "mbcas_agent_container_demand_millicores",
+        "Estimated CPU need (headroom included), per container",
+      ),
+    );
+    this.allocation = registry.add(
+      new Gauge(
+        "mbcas_agent_container_allocation_millicores",
+        "CPU the market allocated, per container",
+      ),
+    );
+    this.price = registry.add(
+      new Gauge(
+        "mbcas_agent_node_price",
+        "The node market's price (weight per millicore); 0 when uncontended",
+      ),
+    );
+    this.clearingSeconds = registry.add(
+      new Histogram(
+        "mbcas_agent_market_clearing_duration_seconds",
+        "Time to build and clear the node's market",
+        [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1],
+      ),
+    );
+    this.writes = registry.add(
+      new Counter("mbcas_agent_api_writes_total", "PodAllocation writes by operation and result"),
+    );
+    this.samplingErrors = registry.add(
+      new Counter("mbcas_agent_sampling_errors_total", "cgroup reads that gave no signal, by kind"),
+    );
+  }
 }
 
 /** What the agent knows about one container between samples. */
@@ -119,7 +178,7 @@ export class NodeAgent {
   };
   /** The last clearing, for `explain` and metrics. */
   lastClearing: { at: number; clearing: Clearing; views: PodView[] } | null = null;
-  readonly #o: Required<Omit<AgentOptions, "log" | "now">> & Pick<AgentOptions, "log">;
+  readonly #o: Required<Omit<AgentOptions, "log" | "now" | "metrics">> & Pick<AgentOptions, "log">;
   readonly #now: () => number;
   readonly #custom: k8s.CustomObjectsApi;
   readonly #pods: Informer<k8s.V1Pod>;
@@ -128,6 +187,7 @@ export class NodeAgent {
   readonly #allocations: Informer<PodAllocation & k8s.KubernetesObject>;
   readonly #tracks = new Map<string, ContainerTrack>(); // by bare container id
   readonly #bucket: TokenBucket;
+  readonly #metrics: AgentMetrics;
   #layout: CgroupLayout | null = null;
   #sampler: CgroupSampler | null = null;
   #paths = new Map<string, string>(); // bare container id -> cgroup path
@@ -147,6 +207,7 @@ export class NodeAgent {
       ...options,
     };
     this.#now = options.now ?? Date.now;
+    this.#metrics = new AgentMetrics(options.metrics ?? new Registry());
     this.#bucket = new TokenBucket(
       this.#o.publish.writesPerSecond,
       this.#o.publish.burst,
@@ -249,6 +310,7 @@ export class NodeAgent {
       const result = this.#sampler.read(path, performance.now());
       if (result.status !== "ok") {
         this.stats.sampleErrors++;
+        this.#metrics.samplingErrors.inc({ kind: result.status });
         track.previous = null;
         continue;
       }
@@ -258,6 +320,7 @@ export class NodeAgent {
           const s = signals.signals;
           track.usageMillicores = s.usageMillicores;
           track.throttledRatio = s.throttledRatio;
+          this.#metrics.throttledRatio.set(s.throttledRatio, { container: id.slice(0, 12) });
           const wasThrottled = (track.demand?.demandMillicores ?? 0) > 0 &&
             track.throttledRatio >= this.#o.heavyThrottleRatio;
           track.demand = updateDemand(track.demand, {
@@ -270,6 +333,7 @@ export class NodeAgent {
           if (s.throttledRatio >= this.#o.heavyThrottleRatio && !wasThrottled) heavy = true;
         } else {
           this.stats.sampleErrors++;
+          this.#metrics.samplingErrors.inc({ kind: signals.status });
         }
       }
       track.previous = result.sample;
@@ -356,9 +420,12 @@ export class NodeAgent {
         }),
       });
     }
+    const started = performance.now();
     const built = buildMarket(allocatable, views, this.#o.bids);
     for (const warning of built.warnings) this.#o.log?.("warn", warning);
     const clearing = clearMarket(built.market);
+    this.#metrics.clearingSeconds.observe((performance.now() - started) / 1000);
+    this.#record(views, clearing);
     this.stats.clearings++;
     const now = this.#now();
     this.lastClearing = { at: now, clearing, views };
@@ -508,12 +575,37 @@ export class NodeAgent {
         );
       }
       this.stats.writes++;
+      this.#metrics.writes.inc({
+        operation: existing === undefined ? "create" : "update",
+        result: "ok",
+      });
     } catch (error) {
+      this.#metrics.writes.inc({
+        operation: existing === undefined ? "create" : "update",
+        result: "error",
+      });
       this.#o.log?.("warn", "publishing a PodAllocation failed", {
         pod: name,
         namespace,
         error: errorMessage(error),
       });
+    }
+  }
+
+  /** Per-container gauges for the pods on the node, rebuilt at each clearing. */
+  #record(views: PodView[], clearing: Clearing): void {
+    const m = this.#metrics;
+    for (const gauge of [m.usage, m.demand, m.allocation]) gauge.clear();
+    m.price.set(clearing.price ?? Number.POSITIVE_INFINITY);
+    for (const view of views) {
+      const [namespace, pod] = view.key.split("/");
+      for (const c of view.containers) {
+        const labels = { namespace, pod, container: c.name };
+        if (c.usageMillicores !== null) m.usage.set(Math.round(c.usageMillicores), labels);
+        if (c.demandMillicores !== null) m.demand.set(Math.round(c.demandMillicores), labels);
+        const allocation = clearing.allocations[`${view.key}/${c.name}`];
+        if (allocation !== undefined) m.allocation.set(allocation, labels);
+      }
     }
   }
 }

@@ -52,6 +52,11 @@ export class Gauge implements Metric {
   set(value: number, labels: Labels = {}): void {
     this.#values.set(labelKey(labels), value);
   }
+  /** Removes every series. */
+  clear(): void {
+    this.#values.clear();
+  }
+
   /** Removes the series for `labels`. */
   remove(labels: Labels = {}): void {
     this.#values.delete(labelKey(labels));

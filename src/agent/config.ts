@@ -1,0 +1,228 @@
+/**
+ * Agent configuration from flags and environment variables (flags win),
+ * validated with zod at start-up.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { parseMillicores } from "../api/mod.ts";
+import { LOG_LEVELS } from "../log/mod.ts";
+import type { AgentOptions } from "./agent.ts";
+
+/** Every option: environment variable, default and meaning. */
+export const AGENT_OPTIONS = {
+  kubeconfig: {
+    env: "KUBECONFIG",
+    default: "",
+    help: "kubeconfig file; empty: in-cluster service account",
+  },
+  "node-name": {
+    env: "NODE_NAME",
+    default: "",
+    help: "this node's name (required; the DaemonSet sets it from spec.nodeName)",
+  },
+  "cgroup-root": {
+    env: "MBCAS_CGROUP_ROOT",
+    default: "/host/cgroup",
+    help:
+      "where the host's /sys/fs/cgroup is mounted (outside /sys: Deno reads /sys only with --allow-all)",
+  },
+  "sampling-interval-ms": {
+    env: "MBCAS_SAMPLING_INTERVAL_MS",
+    default: "1000",
+    help: "how often every container is sampled",
+  },
+  "market-interval-ms": {
+    env: "MBCAS_MARKET_INTERVAL_MS",
+    default: "5000",
+    help: "how often the node's market is cleared",
+  },
+  "heavy-throttle-ratio": {
+    env: "MBCAS_HEAVY_THROTTLE_RATIO",
+    default: "0.5",
+    help: "a container throttled this much triggers an immediate clearing",
+  },
+  headroom: { env: "MBCAS_HEADROOM", default: "0.15", help: "fraction added to the measured need" },
+  "release-half-life-seconds": {
+    env: "MBCAS_RELEASE_HALF_LIFE_SECONDS",
+    default: "60",
+    help: "half-life of the decay towards a lower need",
+  },
+  "max-cpu": {
+    env: "MBCAS_MAX_CPU",
+    default: "",
+    help: "largest allocation of any container (a CPU quantity); empty: node capacity",
+  },
+  "reserve-cpu": {
+    env: "MBCAS_RESERVE_CPU",
+    default: "0",
+    help: "CPU kept out of the market (a CPU quantity)",
+  },
+  "min-change-fraction": {
+    env: "MBCAS_MIN_CHANGE_FRACTION",
+    default: "0.05",
+    help: "publish a decrease only if at least this fraction…",
+  },
+  "min-change-millicores": {
+    env: "MBCAS_MIN_CHANGE_MILLICORES",
+    default: "20",
+    help: "…and at least this many millicores (increases always)",
+  },
+  "writes-per-second": {
+    env: "MBCAS_WRITES_PER_SECOND",
+    default: "5",
+    help: "PodAllocation writes per second from this node",
+  },
+  "bind-address": {
+    env: "MBCAS_BIND_ADDRESS",
+    default: "0.0.0.0",
+    help: "address for /healthz, /readyz and /metrics",
+  },
+  "metrics-port": {
+    env: "MBCAS_METRICS_PORT",
+    default: "8081",
+    help: "port for /healthz, /readyz and /metrics",
+  },
+  "log-level": { env: "MBCAS_LOG_LEVEL", default: "info", help: "debug, info, warning or error" },
+} as const;
+
+type Name = keyof typeof AGENT_OPTIONS;
+
+const quantity = (allowEmpty: boolean) =>
+  z.string().refine(
+    (v) => (allowEmpty && v === "") || (parseMillicores(v) ?? -1) >= 0,
+    "must be a CPU quantity such as 500m or 2",
+  );
+
+const schema = z.object({
+  kubeconfig: z.string(),
+  "node-name": z.string().min(1, "must be set (the DaemonSet passes spec.nodeName)"),
+  "cgroup-root": z.string().min(1, "must not be empty"),
+  "sampling-interval-ms": z.coerce.number({ error: "must be a number of milliseconds" }).int().min(
+    100,
+    "must be at least 100",
+  ).max(60_000),
+  "market-interval-ms": z.coerce.number({ error: "must be a number of milliseconds" }).int().min(
+    200,
+    "must be at least 200",
+  ).max(600_000),
+  "heavy-throttle-ratio": z.coerce.number({ error: "must be a number" }).gt(0, "must be above 0")
+    .max(1, "must be at most 1"),
+  headroom: z.coerce.number({ error: "must be a number" }).min(0, "must be at least 0").max(
+    10,
+    "must be at most 10",
+  ),
+  "release-half-life-seconds": z.coerce.number({ error: "must be a number of seconds" }).gt(
+    0,
+    "must be above 0",
+  ).max(86_400),
+  "max-cpu": quantity(true),
+  "reserve-cpu": quantity(false),
+  "min-change-fraction": z.coerce.number({ error: "must be a number" }).min(0).max(
+    1,
+    "must be at most 1",
+  ),
+  "min-change-millicores": z.coerce.number({ error: "must be a number" }).int().min(0).max(100_000),
+  "writes-per-second": z.coerce.number({ error: "must be a number" }).gt(0, "must be above 0").max(
+    1000,
+  ),
+  "bind-address": z.string().min(1),
+  "metrics-port": z.coerce.number({ error: "must be a port number" }).int().min(0).max(65535),
+  "log-level": z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(", ")}` }),
+});
+
+/** Validated agent configuration. */
+export interface AgentConfig {
+  /** kubeconfig path, or undefined for in-cluster. */
+  kubeconfig?: string;
+  /** Agent options. */
+  agent: Omit<AgentOptions, "now" | "log">;
+  /** HTTP bind address. */
+  bindAddress: string;
+  /** HTTP port. */
+  metricsPort: number;
+  /** Log level. */
+  logLevel: (typeof LOG_LEVELS)[number];
+}
+
+/** Configuration that failed validation. */
+export class AgentConfigError extends Error {
+  /** Creates the error. */
+  constructor(message: string) {
+    super(message);
+    this.name = "AgentConfigError";
+  }
+}
+
+/** Reads flags over environment variables over defaults and validates them. */
+export function parseAgentConfig(
+  args: string[],
+  env: (name: string) => string | undefined,
+): AgentConfig {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({
+      args,
+      strict: true,
+      options: Object.fromEntries(
+        Object.keys(AGENT_OPTIONS).map((n) => [n, { type: "string" as const }]),
+      ),
+    }).values;
+  } catch (error) {
+    throw new AgentConfigError((error as Error).message);
+  }
+  const raw: Record<string, string> = {};
+  const source: Record<string, string> = {};
+  for (
+    const [name, spec] of Object.entries(AGENT_OPTIONS) as [Name, (typeof AGENT_OPTIONS)[Name]][]
+  ) {
+    const flag = values[name];
+    const fromEnv = env(spec.env);
+    raw[name] = typeof flag === "string" ? flag : fromEnv ?? spec.default;
+    source[name] = typeof flag === "string"
+      ? `--${name}`
+      : fromEnv !== undefined
+      ? `${spec.env} (--${name})`
+      : `--${name}`;
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const name = String(issue.path[0]);
+    throw new AgentConfigError(
+      `invalid ${source[name]}: ${issue.message}, got ${JSON.stringify(raw[name])}`,
+    );
+  }
+  const c = parsed.data;
+  const writes = c["writes-per-second"];
+  return {
+    kubeconfig: c.kubeconfig || undefined,
+    agent: {
+      nodeName: c["node-name"],
+      cgroupRoot: c["cgroup-root"],
+      samplingIntervalMs: c["sampling-interval-ms"],
+      marketIntervalMs: c["market-interval-ms"],
+      heavyThrottleRatio: c["heavy-throttle-ratio"],
+      estimator: {
+        headroom: c.headroom,
+        releaseHalfLifeMs: c["release-half-life-seconds"] * 1000,
+        psiThrottleThreshold: 0.1,
+        maxStallRatio: 0.9,
+      },
+      bids: {
+        maxPerContainerMillicores: c["max-cpu"] === "" ? null : parseMillicores(c["max-cpu"]),
+        reserveMillicores: parseMillicores(c["reserve-cpu"])!,
+      },
+      publish: {
+        minChangeFraction: c["min-change-fraction"],
+        minChangeMillicores: c["min-change-millicores"],
+        writesPerSecond: writes,
+        burst: Math.max(1, Math.ceil(writes * 4)),
+      },
+    },
+    bindAddress: c["bind-address"],
+    metricsPort: c["metrics-port"],
+    logLevel: c["log-level"],
+  };
+}

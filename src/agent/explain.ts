@@ -1,0 +1,62 @@
+/**
+ * The node's market as a table an operator can read: for each container its
+ * request, usage, throttling, demand, weight, cap and allocation, and the
+ * node's price. Built from the PodAllocations of the node (their evidence is
+ * the market's input), so it needs only read access to the API. Pure.
+ *
+ * @module
+ */
+import type { PodAllocation } from "../api/mod.ts";
+
+/** Formats the PodAllocations of one node as a market table. */
+export function formatMarketTable(node: string, allocations: PodAllocation[]): string {
+  if (allocations.length === 0) {
+    return `node ${node}: no PodAllocations (no managed pods, or the agent is not running there)\n`;
+  }
+  const rows = [[
+    "POD",
+    "CONTAINER",
+    "REQUEST",
+    "USAGE",
+    "THROTTLED",
+    "DEMAND",
+    "WEIGHT",
+    "CAP",
+    "ALLOCATION",
+  ]];
+  const sorted = [...allocations].sort((a, b) =>
+    `${a.metadata.namespace}/${a.metadata.name}` < `${b.metadata.namespace}/${b.metadata.name}`
+      ? -1
+      : 1
+  );
+  for (const pa of sorted) {
+    for (const c of pa.spec.containers) {
+      const e = c.evidence;
+      rows.push([
+        `${pa.metadata.namespace}/${pa.metadata.name}`,
+        c.name,
+        e ? `${e.floorMillicores}m` : "?",
+        e?.usageMillicores !== undefined ? `${e.usageMillicores}m` : "?",
+        e?.throttledRatio !== undefined ? `${Math.round(e.throttledRatio * 100)}%` : "?",
+        e ? `${e.demandMillicores}m` : "?",
+        e ? String(Math.round(e.weight * 100) / 100) : "?",
+        e ? `${e.capMillicores}m` : "?",
+        c.cpuLimit,
+      ]);
+    }
+  }
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  const table = rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i])).join("  ").trimEnd())
+    .join("\n");
+  const latest =
+    sorted.reduce((a, b) => (a.spec.market.computedAt > b.spec.market.computedAt ? a : b)).spec
+      .market;
+  const price = latest.price === null || latest.price === undefined
+    ? "unbounded (floors exhaust capacity)"
+    : latest.price === 0
+    ? "0 (uncontended: spare CPU is shared out by weight)"
+    : `${latest.price.toPrecision(3)} weight per millicore`;
+  return `node ${node}: capacity ${latest.capacityMillicores}m for managed pods, ${
+    latest.contended ? "contended" : "not contended"
+  }, price ${price}, cleared ${latest.computedAt}\n${table}\n`;
+}
