@@ -146,9 +146,11 @@ export function buildMarket(
 }
 
 /**
- * Whether a new allocation is worth publishing over the last one: increases
- * always; other changes only when at least `fraction` of the old value or
- * `millicores`, whichever is larger.
+ * Whether a new allocation is worth publishing over the last one: a change of
+ * at least `fraction` of the old value or `millicores`, whichever is larger,
+ * in either direction. Increases that pass go out at once (never delayed
+ * beyond the write budget); without a threshold on increases too, every new
+ * peak of a noisy load would be a write.
  */
 export function worthPublishing(
   previous: number | null,
@@ -157,6 +159,5 @@ export function worthPublishing(
   millicores = 20,
 ): boolean {
   if (previous === null) return true;
-  if (next > previous) return true;
-  return previous - next >= Math.max(millicores, fraction * previous);
+  return Math.abs(next - previous) >= Math.max(millicores, fraction * previous);
 }

@@ -62,12 +62,12 @@ export const AGENT_OPTIONS = {
   "min-change-fraction": {
     env: "MBCAS_MIN_CHANGE_FRACTION",
     default: "0.05",
-    help: "publish a decrease only if at least this fraction…",
+    help: "publish a change only if it is at least this fraction of the limit…",
   },
   "min-change-millicores": {
     env: "MBCAS_MIN_CHANGE_MILLICORES",
     default: "20",
-    help: "…and at least this many millicores (increases always)",
+    help: "…or this many millicores, whichever is larger",
   },
   "writes-per-second": {
     env: "MBCAS_WRITES_PER_SECOND",

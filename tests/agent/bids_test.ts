@@ -128,9 +128,12 @@ Deno.test("bids: the market built for a node clears within capacity and every fl
   for (const b of market.bids) assert.ok(clearing.allocations[b.id] >= b.floor);
 });
 
-Deno.test("publishing hysteresis: increases always; decreases of at least 5% or 20m, whichever is larger", () => {
+Deno.test("publishing hysteresis: changes of at least 5% or 20m, whichever is larger, either way", () => {
   assert.equal(worthPublishing(null, 100), true);
-  assert.equal(worthPublishing(1000, 1001), true);
+  assert.equal(worthPublishing(1000, 1001), false);
+  assert.equal(worthPublishing(1000, 1050), true);
+  assert.equal(worthPublishing(100, 119), false);
+  assert.equal(worthPublishing(100, 120), true);
   assert.equal(worthPublishing(1000, 950), true);
   assert.equal(worthPublishing(1000, 960), false);
   assert.equal(worthPublishing(200, 181), false);
