@@ -303,7 +303,8 @@ export class NodeAgent {
   sampleOnce(): void {
     if (this.#layout === null || this.#sampler === null) return;
     const now = this.#now();
-    if (now - this.#discoveredAt > 10_000) this.#rediscover(now);
+    // Rediscover when the node's pods changed (the pod watch resets the time), else once a minute.
+    if (now - this.#discoveredAt > 60_000) this.#rediscover(now);
     let heavy = false;
     for (const [id, path] of this.#paths) {
       const track = this.#tracks.get(id) ?? this.#newTrack(id, path);

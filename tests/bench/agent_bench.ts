@@ -1,0 +1,168 @@
+/**
+ * `deno task bench:agent`: the agent (a subprocess running
+ * `src/agent/main.ts` with the task's flags) on a node of 110 pods × 2
+ * containers (a cgroup fixture tree whose counters advance every second, pods
+ * from the test bed's kubelet simulator), sampling every second and clearing
+ * every 5 s. Reports its CPU time per second of wall time and its RSS over
+ * 60 s. Targets: ≤ 1% of one core, RSS ≤ 100 MB.
+ */
+import * as k8s from "@kubernetes/client-node";
+import { GROUP, PLURAL } from "../../src/api/mod.ts";
+import { bareContainerID } from "../../src/cgroup/mod.ts";
+import { MANAGED_LABEL } from "../../src/controller/mod.ts";
+import {
+  applyManifests,
+  KubeletSimulator,
+  MANIFESTS,
+  startTestbed,
+  waitForCrd,
+} from "../../src/testbed/mod.ts";
+import { CgroupFixture } from "../cgroup/_fixtures.ts";
+import { taskRunFlags } from "../_support/task_flags.ts";
+
+const PODS = 110;
+const SECONDS = 60;
+const MAIN = new URL("../../src/agent/main.ts", import.meta.url).pathname;
+const log = (line: string) => console.error(`[bench] ${line}`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const CLOCK_TICKS = 100; // USER_HZ
+
+function cpuSeconds(pid: number): number {
+  const fields = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS; // utime + stime
+}
+
+function rssMb(pid: number): number {
+  return Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))?.[1] ?? 0) /
+    1024;
+}
+
+const testbed = await startTestbed({ log });
+const admin = new k8s.KubeConfig();
+admin.loadFromFile(testbed.identities.admin.kubeconfig);
+const core = admin.makeApiClient(k8s.CoreV1Api);
+const simulator = new KubeletSimulator(admin, {
+  nodeName: "node-a",
+  allocatableMillicores: 64_000,
+});
+const fixture = CgroupFixture.create("v2-systemd");
+let agent: Deno.ChildProcess | null = null;
+let ticker: ReturnType<typeof setInterval> | undefined;
+try {
+  await applyManifests(admin, [MANIFESTS.crd, ...MANIFESTS.rbac]);
+  await waitForCrd(admin, `${PLURAL}.${GROUP}`);
+  await core.createNamespace({
+    body: { metadata: { name: "bench", labels: { [MANAGED_LABEL]: "true" } } },
+  });
+  await simulator.start();
+  log(`creating ${PODS} pods × 2 containers`);
+  for (let start = 0; start < PODS; start += 10) {
+    await Promise.all(
+      Array.from({ length: Math.min(10, PODS - start) }, (_, k) =>
+        core.createNamespacedPod({
+          namespace: "bench",
+          body: {
+            metadata: { name: `p${start + k}`, namespace: "bench" },
+            spec: {
+              nodeName: "node-a",
+              containers: ["app", "sidecar"].map((name) => ({
+                name,
+                image: "pause",
+                resources: {
+                  requests: { cpu: "100m", memory: "32Mi" },
+                  limits: { cpu: "500m", memory: "64Mi" },
+                },
+              })),
+            },
+          },
+        })),
+    );
+  }
+  const ids: string[] = [];
+  for (;;) {
+    const pods = (await core.listNamespacedPod({ namespace: "bench" })).items;
+    if (pods.filter((p) => p.status?.phase === "Running").length === PODS) {
+      for (const p of pods) {
+        const containers = p.status!.containerStatuses!.map((s) => ({
+          id: bareContainerID(s.containerID!),
+          shares: 102,
+          quotaMicros: 50_000,
+        }));
+        fixture.addPod({ uid: p.metadata!.uid!, qos: "burstable", containers });
+        ids.push(...containers.map((c) => c.id));
+      }
+      break;
+    }
+    await sleep(500);
+  }
+  let n = 0;
+  ticker = setInterval(() => {
+    n++;
+    ids.forEach((id, i) =>
+      fixture.advance(id, {
+        usageNanos: (100 + (i % 7) * 50) * 1_000_000,
+        periods: 10,
+        throttledPeriods: i % 5 === 0 ? 3 : 0,
+        throttledNanos: i % 5 === 0 ? 50_000_000 : 0,
+      })
+    );
+  }, 1000);
+  agent = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...(Deno.env.get("MBCAS_BENCH_DENO_FLAGS")?.split(" ").filter(Boolean) ?? []),
+      ...taskRunFlags("agent"),
+      MAIN,
+      "--kubeconfig",
+      testbed.identities.agent.kubeconfig,
+      "--node-name",
+      "node-a",
+      "--cgroup-root",
+      fixture.root,
+      "--metrics-port",
+      "0",
+      "--bind-address",
+      "127.0.0.1",
+      "--log-level",
+      "warning",
+    ],
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  log("agent started; warming up 15 s");
+  await sleep(15_000);
+  const cpu0 = cpuSeconds(agent.pid);
+  const t0 = performance.now();
+  let peak = 0;
+  for (let s = 0; s < SECONDS; s++) {
+    await sleep(1000);
+    peak = Math.max(peak, rssMb(agent.pid));
+  }
+  const cpu = cpuSeconds(agent.pid) - cpu0;
+  const wall = (performance.now() - t0) / 1000;
+  const pas = (await admin.makeApiClient(k8s.CustomObjectsApi).listNamespacedCustomObject({
+    group: GROUP,
+    version: "v1alpha1",
+    namespace: "bench",
+    plural: PLURAL,
+  }) as { items: unknown[] }).items.length;
+  console.log(
+    `agent benchmark: ${PODS} pods × 2 containers on one node (cgroup v2 fixture tree), sampling every 1 s, market every 5 s, Deno ${Deno.version.deno}`,
+  );
+  console.log(
+    `  CPU: ${cpu.toFixed(2)} s over ${wall.toFixed(0)} s = ${
+      ((cpu / wall) * 100).toFixed(2)
+    }% of one core   (target: <= 1%)`,
+  );
+  console.log(`  peak RSS: ${peak.toFixed(0)} MB   (target: <= 100 MB)`);
+  console.log(`  PodAllocations published: ${pas}; counter ticks: ${n}`);
+} finally {
+  if (ticker !== undefined) clearInterval(ticker);
+  if (agent !== null) {
+    agent.kill("SIGTERM");
+    await agent.status;
+  }
+  await simulator.stop();
+  await testbed.stop();
+  fixture.cleanup();
+}
