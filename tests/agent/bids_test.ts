@@ -139,3 +139,22 @@ Deno.test("publishing hysteresis: changes of at least 5% or 20m, whichever is la
   assert.equal(worthPublishing(200, 181), false);
   assert.equal(worthPublishing(200, 180), true);
 });
+
+Deno.test("README documents every agent flag and environment variable with its default", async () => {
+  const { AGENT_OPTIONS } = await import("../../src/agent/config.ts");
+  const whole = Deno.readTextFileSync(new URL("../../README.md", import.meta.url));
+  const readme = whole.slice(
+    whole.indexOf("### Agent configuration"),
+    whole.indexOf("## The test bed"),
+  );
+  for (const [name, spec] of Object.entries(AGENT_OPTIONS)) {
+    const row = readme.split("\n").find((l) =>
+      new RegExp(`^\\|\\s*\`--${name}\`\\s*\\|`).test(l) && l.includes(spec.env)
+    );
+    assert.ok(row, `README lacks --${name} (${spec.env})`);
+    assert.ok(
+      spec.default === "" ? row.includes("(empty)") : row.includes(`\`${spec.default}\``),
+      `README default of --${name}`,
+    );
+  }
+});
