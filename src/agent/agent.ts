@@ -381,7 +381,9 @@ export class NodeAgent {
     }
     for (const id of [...this.#tracks.keys()]) if (!this.#paths.has(id)) this.#tracks.delete(id);
     this.#sampler!.retain(new Set(this.#paths.values()));
-    this.#discoveredAt = now;
+    // A running container whose cgroup is not there yet: look again in 2 s, not in a minute.
+    const incomplete = [...ids].some((id) => !this.#paths.has(id));
+    this.#discoveredAt = incomplete ? now - 58_000 : now;
   }
 
   /** Clears the node's market and publishes what changed meaningfully; one at a time. */

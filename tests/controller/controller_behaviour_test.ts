@@ -307,6 +307,7 @@ requireOrSkip(
           const crd = await ext.readCustomResourceDefinition({ name: `${PLURAL}.${GROUP}` });
           const props = crd.spec.versions[0].schema!.openAPIV3Schema!;
           props.x_kubernetes_validations = undefined;
+          crd.spec.versions[0].selectableFields = undefined; // it names spec.nodeName, which a free-form spec lacks
           props.properties!.spec = { type: "object", x_kubernetes_preserve_unknown_fields: true };
           await ext.replaceCustomResourceDefinition({ name: crd.metadata!.name!, body: crd });
           const uid = await createPod(
