@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { z } from "zod";
+import { type OptionSpec, readOptions } from "../config/mod.ts";
 import { parseMillicores } from "../api/mod.ts";
 import { LOG_LEVELS } from "../log/mod.ts";
 import type { AgentOptions } from "./agent.ts";
@@ -85,9 +85,7 @@ export const AGENT_OPTIONS = {
     help: "port for /healthz, /readyz and /metrics",
   },
   "log-level": { env: "MBCAS_LOG_LEVEL", default: "info", help: "debug, info, warning or error" },
-} as const;
-
-type Name = keyof typeof AGENT_OPTIONS;
+} as const satisfies Record<string, OptionSpec>;
 
 const quantity = (allowEmpty: boolean) =>
   z.string().refine(
@@ -146,55 +144,12 @@ export interface AgentConfig {
   logLevel: (typeof LOG_LEVELS)[number];
 }
 
-/** Configuration that failed validation. */
-export class AgentConfigError extends Error {
-  /** Creates the error. */
-  constructor(message: string) {
-    super(message);
-    this.name = "AgentConfigError";
-  }
-}
-
 /** Reads flags over environment variables over defaults and validates them. */
 export function parseAgentConfig(
   args: string[],
   env: (name: string) => string | undefined,
 ): AgentConfig {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    values = parseArgs({
-      args,
-      strict: true,
-      options: Object.fromEntries(
-        Object.keys(AGENT_OPTIONS).map((n) => [n, { type: "string" as const }]),
-      ),
-    }).values;
-  } catch (error) {
-    throw new AgentConfigError((error as Error).message);
-  }
-  const raw: Record<string, string> = {};
-  const source: Record<string, string> = {};
-  for (
-    const [name, spec] of Object.entries(AGENT_OPTIONS) as [Name, (typeof AGENT_OPTIONS)[Name]][]
-  ) {
-    const flag = values[name];
-    const fromEnv = env(spec.env);
-    raw[name] = typeof flag === "string" ? flag : fromEnv ?? spec.default;
-    source[name] = typeof flag === "string"
-      ? `--${name}`
-      : fromEnv !== undefined
-      ? `${spec.env} (--${name})`
-      : `--${name}`;
-  }
-  const parsed = schema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const name = String(issue.path[0]);
-    throw new AgentConfigError(
-      `invalid ${source[name]}: ${issue.message}, got ${JSON.stringify(raw[name])}`,
-    );
-  }
-  const c = parsed.data;
+  const c = readOptions(AGENT_OPTIONS, schema, args, env);
   const writes = c["writes-per-second"];
   return {
     kubeconfig: c.kubeconfig || undefined,

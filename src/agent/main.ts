@@ -11,9 +11,11 @@ import * as k8s from "@kubernetes/client-node";
 import { CgroupRootError } from "../cgroup/mod.ts";
 import { KubeConfigError, loadKubeConfig } from "../k8s/mod.ts";
 import { configureLogging, logger, logSink } from "../log/mod.ts";
-import { METRICS_CONTENT_TYPE, Registry } from "../metrics/mod.ts";
+import { Registry } from "../metrics/mod.ts";
+import { serveProbes, stopSignal } from "../serve/mod.ts";
 import { NodeAgent } from "./agent.ts";
-import { type AgentConfig, AgentConfigError, parseAgentConfig } from "./config.ts";
+import { ConfigError } from "../config/mod.ts";
+import { type AgentConfig, parseAgentConfig } from "./config.ts";
 
 /** Runs the agent until SIGINT/SIGTERM; returns the exit code. */
 export async function runAgent(config: AgentConfig): Promise<number> {
@@ -31,21 +33,13 @@ export async function runAgent(config: AgentConfig): Promise<number> {
   }
   const registry = new Registry();
   const agent = new NodeAgent(kc, { ...config.agent, log: logSink(log), metrics: registry });
-  const server = Deno.serve({
+  const server = serveProbes({
     hostname: config.bindAddress,
     port: config.metricsPort,
-    onListen: ({ hostname, port }) =>
-      log.info("serving probes and metrics", { address: `${hostname}:${port}` }),
-  }, (request) => {
-    const path = new URL(request.url).pathname;
-    if (path === "/healthz") return new Response("ok\n");
-    if (path === "/readyz") {
-      return agent.ready ? new Response("ok\n") : new Response("not ready\n", { status: 503 });
-    }
-    if (path === "/metrics") {
-      return new Response(registry.render(), { headers: { "content-type": METRICS_CONTENT_TYPE } });
-    }
-    return new Response("not found\n", { status: 404 });
+    ready: () => agent.ready,
+    notReadyMessage: "not ready",
+    registry,
+    onListen: (address) => log.info("serving probes and metrics", { address }),
   });
   try {
     await agent.start();
@@ -58,10 +52,7 @@ export async function runAgent(config: AgentConfig): Promise<number> {
     throw error;
   }
   log.info("started", { node: config.agent.nodeName, cgroupRoot: config.agent.cgroupRoot });
-  const { promise: stopped, resolve } = Promise.withResolvers<string>();
-  Deno.addSignalListener("SIGINT", () => resolve("SIGINT"));
-  Deno.addSignalListener("SIGTERM", () => resolve("SIGTERM"));
-  log.info("stopping", { signal: await stopped });
+  log.info("stopping", { signal: await stopSignal() });
   await agent.stop();
   await server.shutdown();
   return 0;
@@ -72,7 +63,7 @@ if (import.meta.main) {
   try {
     config = parseAgentConfig(Deno.args, (name) => Deno.env.get(name));
   } catch (error) {
-    if (!(error instanceof AgentConfigError)) throw error;
+    if (!(error instanceof ConfigError)) throw error;
     console.error(`mbcas-agent: ${error.message}`);
     Deno.exit(2);
   }

@@ -5,8 +5,8 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { z } from "zod";
+import { ConfigError, type OptionSpec, readOptions } from "../config/mod.ts";
 import { parseMillicores } from "../api/mod.ts";
 import { LOG_LEVELS } from "../log/mod.ts";
 import type { ResizePolicyConfig } from "./policy.ts";
@@ -124,9 +124,7 @@ export const CONTROLLER_OPTIONS = {
     help: "PodAllocations reconciled concurrently (one key never twice at once)",
   },
   "log-level": { env: "MBCAS_LOG_LEVEL", default: "info", help: "debug, info, warning or error" },
-} as const;
-
-type OptionName = keyof typeof CONTROLLER_OPTIONS;
+} as const satisfies Record<string, OptionSpec>;
 
 const bool = z.enum(["true", "false"], { error: "must be true or false" }).transform((v) =>
   v === "true"
@@ -215,14 +213,7 @@ export interface ControllerConfig {
   logLevel: (typeof LOG_LEVELS)[number];
 }
 
-/** Configuration that failed validation; the message names the flag, variable and value. */
-export class ConfigError extends Error {
-  /** Creates the error. */
-  constructor(message: string) {
-    super(message);
-    this.name = "ConfigError";
-  }
-}
+export { ConfigError };
 
 /**
  * Reads flags (`--name value` or `--name=value`) over environment variables
@@ -234,44 +225,7 @@ export function parseControllerConfig(
   args: string[],
   env: (name: string) => string | undefined,
 ): ControllerConfig {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    values = parseArgs({
-      args,
-      strict: true,
-      options: Object.fromEntries(
-        Object.keys(CONTROLLER_OPTIONS).map((name) => [name, { type: "string" as const }]),
-      ),
-    }).values;
-  } catch (error) {
-    throw new ConfigError((error as Error).message);
-  }
-  const raw: Record<string, string> = {};
-  const source: Record<string, string> = {};
-  for (
-    const [name, spec] of Object.entries(CONTROLLER_OPTIONS) as [
-      OptionName,
-      (typeof CONTROLLER_OPTIONS)[OptionName],
-    ][]
-  ) {
-    const flag = values[name];
-    const fromEnv = env(spec.env);
-    raw[name] = typeof flag === "string" ? flag : fromEnv ?? spec.default;
-    source[name] = typeof flag === "string"
-      ? `--${name}`
-      : fromEnv !== undefined
-      ? `${spec.env} (--${name})`
-      : `--${name} default`;
-  }
-  const parsed = schema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const name = String(issue.path[0]);
-    throw new ConfigError(
-      `invalid ${source[name]}: ${issue.message}, got ${JSON.stringify(raw[name])}`,
-    );
-  }
-  const c = parsed.data;
+  const c = readOptions(CONTROLLER_OPTIONS, schema, args, env);
   return {
     kubeconfig: c.kubeconfig || undefined,
     context: c.context || undefined,

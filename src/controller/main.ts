@@ -9,7 +9,8 @@
 import * as k8s from "@kubernetes/client-node";
 import { KubeConfigError, loadKubeConfig, makeApiClient } from "../k8s/mod.ts";
 import { configureLogging, logger, logSink } from "../log/mod.ts";
-import { METRICS_CONTENT_TYPE, Registry } from "../metrics/mod.ts";
+import { Registry } from "../metrics/mod.ts";
+import { serveProbes, stopSignal } from "../serve/mod.ts";
 import { ConfigError, type ControllerConfig, parseControllerConfig } from "./config.ts";
 import { EventRecorder } from "./events.ts";
 import { LeaderElector } from "./leader.ts";
@@ -46,23 +47,13 @@ export async function runController(config: ControllerConfig): Promise<number> {
     log: logSink(log),
   });
   const ready = () => controller.synced && (elector === null || elector.holder !== null);
-  const server = Deno.serve({
+  const server = serveProbes({
     hostname: config.bindAddress,
     port: config.metricsPort,
-    onListen: ({ hostname, port }) =>
-      log.info("serving probes and metrics", { address: `${hostname}:${port}` }),
-  }, (request) => {
-    const path = new URL(request.url).pathname;
-    if (path === "/healthz") return new Response("ok\n");
-    if (path === "/readyz") {
-      return ready()
-        ? new Response("ok\n")
-        : new Response("caches not synced or leader unknown\n", { status: 503 });
-    }
-    if (path === "/metrics") {
-      return new Response(registry.render(), { headers: { "content-type": METRICS_CONTENT_TYPE } });
-    }
-    return new Response("not found\n", { status: 404 });
+    ready: ready,
+    notReadyMessage: "caches not synced or leader unknown",
+    registry,
+    onListen: (address) => log.info("serving probes and metrics", { address }),
   });
   log.info("starting", {
     identity: config.identity,
@@ -88,10 +79,7 @@ export async function runController(config: ControllerConfig): Promise<number> {
     controller.metrics.leader.set(1);
     controller.resyncAll();
   }
-  const { promise: stopped, resolve } = Promise.withResolvers<string>();
-  Deno.addSignalListener("SIGINT", () => resolve("SIGINT"));
-  Deno.addSignalListener("SIGTERM", () => resolve("SIGTERM"));
-  log.info("stopping", { signal: await stopped });
+  log.info("stopping", { signal: await stopSignal() });
   await elector?.stop();
   await controller.stop();
   await server.shutdown();

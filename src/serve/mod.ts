@@ -1,0 +1,54 @@
+/**
+ * The HTTP endpoints agent and controller both serve — `/healthz`, `/readyz`
+ * and Prometheus `/metrics` — and waiting for a stop signal.
+ *
+ * @module
+ */
+import { METRICS_CONTENT_TYPE, type Registry } from "../metrics/mod.ts";
+
+/** Options of {@link serveProbes}. */
+export interface ProbeServerOptions {
+  /** Bind address. */
+  hostname: string;
+  /** Port (0: any free port). */
+  port: number;
+  /** Whether `/readyz` answers 200. */
+  ready: () => boolean;
+  /** What `/readyz` says when not ready. */
+  notReadyMessage: string;
+  /** The metrics `/metrics` renders. */
+  registry: Registry;
+  /** Called with the address once listening. */
+  onListen: (address: string) => void;
+}
+
+/** Serves `/healthz`, `/readyz` and `/metrics`; anything else is 404. */
+export function serveProbes(options: ProbeServerOptions): Deno.HttpServer {
+  return Deno.serve({
+    hostname: options.hostname,
+    port: options.port,
+    onListen: ({ hostname, port }) => options.onListen(`${hostname}:${port}`),
+  }, (request) => {
+    const path = new URL(request.url).pathname;
+    if (path === "/healthz") return new Response("ok\n");
+    if (path === "/readyz") {
+      return options.ready()
+        ? new Response("ok\n")
+        : new Response(`${options.notReadyMessage}\n`, { status: 503 });
+    }
+    if (path === "/metrics") {
+      return new Response(options.registry.render(), {
+        headers: { "content-type": METRICS_CONTENT_TYPE },
+      });
+    }
+    return new Response("not found\n", { status: 404 });
+  });
+}
+
+/** Resolves with the name of the first SIGINT or SIGTERM. */
+export function stopSignal(): Promise<string> {
+  const { promise, resolve } = Promise.withResolvers<string>();
+  Deno.addSignalListener("SIGINT", () => resolve("SIGINT"));
+  Deno.addSignalListener("SIGTERM", () => resolve("SIGTERM"));
+  return promise;
+}
