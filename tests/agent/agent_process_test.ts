@@ -1,4 +1,3 @@
-// deno-lint-ignore-file no-explicit-any -- PodAllocations are read as loose JSON
 /**
  * The agent as users run it (`src/agent/main.ts` in a subprocess, reading
  * nothing but the cgroup tree and its kubeconfig files): probes, metrics,
@@ -6,20 +5,9 @@
  * ridden out, and configuration errors.
  */
 import assert from "node:assert/strict";
-import * as k8s from "@kubernetes/client-node";
-import { GROUP, PLURAL, VERSION } from "../../src/api/mod.ts";
-import { bareContainerID } from "../../src/cgroup/mod.ts";
-import { MANAGED_LABEL } from "../../src/controller/mod.ts";
-import {
-  applyManifests,
-  KubeletSimulator,
-  MANIFESTS,
-  startTestbed,
-  waitForCrd,
-} from "../../src/testbed/mod.ts";
-import { CgroupFixture } from "../cgroup/_fixtures.ts";
-import { burstablePod, eventually, kubeConfig } from "../k8s/_helpers.ts";
+import { burstablePod, eventually } from "../k8s/_helpers.ts";
 import { requireOrSkip, testbedMissing } from "../_support/requirements.ts";
+import { millicores as m, NodeLab, NS } from "./_node_lab.ts";
 import { taskRunFlags } from "../_support/task_flags.ts";
 
 const MAIN = new URL("../../src/agent/main.ts", import.meta.url).pathname;
@@ -39,32 +27,12 @@ function agentFlags(readable: string[]): string[] {
   ) => (f === "--allow-read" ? `--allow-read=${readable.join(",")}` : f));
 }
 
-const m = (q: string) => (q.endsWith("m") ? Number(q.slice(0, -1)) : Number(q) * 1000);
-
 requireOrSkip(
   "agent process: probes, metrics, explain, restart without cuts, API outage",
   testbedMissing(),
   async (t) => {
-    const testbed = await startTestbed();
-    const admin = kubeConfig(testbed.identities.admin.kubeconfig);
-    const core = admin.makeApiClient(k8s.CoreV1Api);
-    const custom = admin.makeApiClient(k8s.CustomObjectsApi);
-    const simulator = new KubeletSimulator(admin, {
-      nodeName: "node-a",
-      allocatableMillicores: 2000,
-    });
-    const fixture = CgroupFixture.create("v2-systemd");
-    const load = new Map<string, { usage: number; throttled: number }>();
-    const ticker = setInterval(() => {
-      for (const [id, r] of load) {
-        fixture.advance(id, {
-          usageNanos: r.usage * 100_000,
-          throttledNanos: r.throttled * 100_000,
-          periods: 1,
-          throttledPeriods: r.throttled > 0 ? 1 : 0,
-        });
-      }
-    }, 100);
+    const lab = await NodeLab.start(2000);
+    const { testbed, fixture, load } = lab;
     const port = freePort();
     let agent: Deno.ChildProcess | null = null;
     const spawnAgent = () =>
@@ -91,47 +59,12 @@ requireOrSkip(
         stdout: "null",
         stderr: "piped",
       }).spawn();
-    const pa = async (name: string) => {
-      try {
-        return await custom.getNamespacedCustomObject({
-          group: GROUP,
-          version: VERSION,
-          namespace: "shop",
-          plural: PLURAL,
-          name,
-        }) as any;
-      } catch {
-        return undefined;
-      }
-    };
-    const runPod = async (name: string, request: string) => {
-      await core.createNamespacedPod({
-        namespace: "shop",
-        body: burstablePod("shop", name, "node-a", [{
-          name: "app",
-          cpuRequest: request,
-          cpuLimit: "1",
-        }]),
-      });
-      const pod = await eventually(`${name} running`, async () => {
-        const p = await core.readNamespacedPod({ name, namespace: "shop" });
-        return p.status?.phase === "Running" ? p : undefined;
-      });
-      const id = bareContainerID(pod.status!.containerStatuses![0].containerID!);
-      fixture.addPod({
-        uid: pod.metadata!.uid!,
-        qos: "burstable",
-        containers: [{ id, shares: 256, quotaMicros: 100_000 }],
-      });
-      return id;
-    };
+    const pa = (name: string) => lab.pa(name);
+    const runPod = async (name: string, request: string) =>
+      (await lab.runPod(
+        burstablePod(NS, name, "node-a", [{ name: "app", cpuRequest: request, cpuLimit: "1" }]),
+      ))[0];
     try {
-      await applyManifests(admin, [MANIFESTS.crd, ...MANIFESTS.rbac]);
-      await waitForCrd(admin, `${PLURAL}.${GROUP}`);
-      await core.createNamespace({
-        body: { metadata: { name: "shop", labels: { [MANAGED_LABEL]: "true" } } },
-      });
-      await simulator.start();
       const web = await runPod("web", "500m");
       const batch = await runPod("batch", "500m");
       load.set(web, { usage: 900, throttled: 300 }); // needs ~1.2 cores
@@ -239,7 +172,6 @@ requireOrSkip(
         assert.ok(Math.abs(total - 2000) <= 60, `allocations add up to ${total}m`);
       });
     } finally {
-      clearInterval(ticker);
       if (agent !== null) {
         try {
           agent.kill("SIGKILL");
@@ -249,9 +181,7 @@ requireOrSkip(
         await agent.status;
         await agent.stderr.cancel().catch(() => {});
       }
-      await simulator.stop();
-      await testbed.stop();
-      fixture.cleanup();
+      await lab.stop();
     }
   },
 );
