@@ -321,7 +321,6 @@ export class NodeAgent {
           const s = signals.signals;
           track.usageMillicores = s.usageMillicores;
           track.throttledRatio = s.throttledRatio;
-          this.#metrics.throttledRatio.set(s.throttledRatio, { container: id.slice(0, 12) });
           const wasThrottled = (track.demand?.demandMillicores ?? 0) > 0 &&
             track.throttledRatio >= this.#o.heavyThrottleRatio;
           track.demand = updateDemand(track.demand, {
@@ -397,6 +396,7 @@ export class NodeAgent {
     const allocatable = parseMillicores(node?.status?.allocatable?.cpu ?? "") ?? null;
     if (allocatable === null) return;
     const views: PodView[] = [];
+    const throttled = new Map<string, number>(); // bid id -> throttled ratio, for the metrics
     const podsByKey = new Map<string, k8s.V1Pod>();
     for (const pod of this.#pods.list()) {
       if (pod.status?.phase !== "Running") continue;
@@ -413,6 +413,7 @@ export class NodeAgent {
           const track = status?.containerID
             ? this.#tracks.get(bareContainerID(status.containerID))
             : undefined;
+          if (track !== undefined) throttled.set(`${key}/${c.name}`, track.throttledRatio);
           return {
             name: c.name,
             requestMillicores: parseMillicores(c.resources?.requests?.cpu ?? "") ?? 0,
@@ -428,7 +429,7 @@ export class NodeAgent {
     for (const warning of built.warnings) this.#o.log?.("warn", warning);
     const clearing = clearMarket(built.market);
     this.#metrics.clearingSeconds.observe((performance.now() - started) / 1000);
-    this.#record(views, clearing);
+    this.#record(views, clearing, throttled);
     this.stats.clearings++;
     const now = this.#now();
     this.lastClearing = { at: now, clearing, views };
@@ -596,9 +597,9 @@ export class NodeAgent {
   }
 
   /** Per-container gauges for the pods on the node, rebuilt at each clearing. */
-  #record(views: PodView[], clearing: Clearing): void {
+  #record(views: PodView[], clearing: Clearing, throttled: Map<string, number>): void {
     const m = this.#metrics;
-    for (const gauge of [m.usage, m.demand, m.allocation]) gauge.clear();
+    for (const gauge of [m.usage, m.throttledRatio, m.demand, m.allocation]) gauge.clear();
     m.price.set(clearing.price ?? Number.POSITIVE_INFINITY);
     for (const view of views) {
       const [namespace, pod] = view.key.split("/");
@@ -606,6 +607,8 @@ export class NodeAgent {
         const labels = { namespace, pod, container: c.name };
         if (c.usageMillicores !== null) m.usage.set(Math.round(c.usageMillicores), labels);
         if (c.demandMillicores !== null) m.demand.set(Math.round(c.demandMillicores), labels);
+        const ratio = throttled.get(`${view.key}/${c.name}`);
+        if (ratio !== undefined) m.throttledRatio.set(ratio, labels);
         const allocation = clearing.allocations[`${view.key}/${c.name}`];
         if (allocation !== undefined) m.allocation.set(allocation, labels);
       }

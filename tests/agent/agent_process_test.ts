@@ -94,6 +94,10 @@ requireOrSkip(
         assert.match(metrics, /^mbcas_agent_node_price [0-9.e-]+$/m);
         assert.match(
           metrics,
+          /mbcas_agent_container_throttled_ratio\{container="app",namespace="shop",pod="batch"\} 1/,
+        );
+        assert.match(
+          metrics,
           /mbcas_agent_api_writes_total\{operation="create",result="ok"\} [1-9]/,
         );
         assert.match(metrics, /mbcas_agent_market_clearing_duration_seconds_count [1-9]/);
