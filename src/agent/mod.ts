@@ -1,7 +1,7 @@
 /**
- * The agent's pure core: the demand estimator and the construction of a
- * node's CPU market from its pods. (The per-node loop that samples cgroups
- * and publishes PodAllocations builds on these.)
+ * The node agent: its pure core (the demand estimator, the construction of a
+ * node's CPU market from its pods, the `explain` table) and the per-node loop
+ * that samples cgroups, clears the market and publishes PodAllocations.
  *
  * @module
  */
