@@ -37,8 +37,8 @@ import {
   kubeSource,
   makeApiClient,
   MERGE_PATCH,
+  plainList,
   statusCode,
-  toPlain,
 } from "../k8s/mod.ts";
 import { type Clearing, clearMarket } from "../solver/mod.ts";
 import { Counter, Gauge, Histogram, Registry } from "../metrics/mod.ts";
@@ -216,12 +216,6 @@ export class NodeAgent {
     const core = makeApiClient(kc, k8s.CoreV1Api);
     this.#custom = makeApiClient(kc, k8s.CustomObjectsApi);
     const node = options.nodeName;
-    const plain =
-      <T>(fetch: () => Promise<{ items: T[]; metadata?: { resourceVersion?: string } }>) =>
-      async () => {
-        const list = toPlain(await fetch());
-        return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? "" };
-      };
     const informer = <T extends k8s.KubernetesObject>(
       name: string,
       path: string,
@@ -232,19 +226,19 @@ export class NodeAgent {
     this.#pods = informer(
       "pods",
       "/api/v1/pods",
-      plain(() => core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${node}` })),
+      plainList(() => core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${node}` })),
       `spec.nodeName=${node}`,
     );
     this.#node = informer(
       "node",
       "/api/v1/nodes",
-      plain(() => core.listNode({ fieldSelector: `metadata.name=${node}` })),
+      plainList(() => core.listNode({ fieldSelector: `metadata.name=${node}` })),
       `metadata.name=${node}`,
     );
     this.#namespaces = informer(
       "namespaces",
       "/api/v1/namespaces",
-      plain(() => core.listNamespace()),
+      plainList(() => core.listNamespace()),
     );
     const custom = this.#custom;
     this.#allocations = informer(

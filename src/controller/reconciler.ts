@@ -22,8 +22,8 @@ import {
   makeApiClient,
   MERGE_PATCH,
   patchPodResize,
+  plainList,
   statusCode,
-  toPlain,
 } from "../k8s/mod.ts";
 import { desiredAllocation, podState, statusChanged, statusFor } from "./observe.ts";
 import {
@@ -201,12 +201,6 @@ export class ResizeController {
       }),
       informerOptions("podallocations"),
     );
-    const plainList =
-      <T>(fetch: () => Promise<{ items: T[]; metadata?: { resourceVersion?: string } }>) =>
-      async () => {
-        const list = toPlain(await fetch());
-        return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? "" };
-      };
     this.#pods = new Informer(
       kubeSource<k8s.V1Pod>(kc, {
         path: "/api/v1/pods",

@@ -24,7 +24,7 @@ export type {
   WatchStream,
 } from "./informer.ts";
 export { retryOnConflict } from "./retry.ts";
-export { MERGE_PATCH, toPlain } from "./plain.ts";
+export { MERGE_PATCH, plainList, toPlain } from "./plain.ts";
 export { httpClientFor, makeApiClient } from "./transport.ts";
 export { patchPodResize, resizePatch, updatePodAllocationStatus } from "./resize.ts";
 export type { ContainerResize } from "./resize.ts";

@@ -18,3 +18,16 @@ export const MERGE_PATCH: k8s.ConfigurationOptions = k8s.setHeaderOptions(
   "Content-Type",
   k8s.PatchStrategy.MergePatch,
 );
+
+/**
+ * Wraps a client-node list call as an informer's `list`: the plain-JSON items
+ * and the list's resourceVersion.
+ */
+export function plainList<T>(
+  fetch: () => Promise<{ items: T[]; metadata?: { resourceVersion?: string } }>,
+): () => Promise<{ items: T[]; resourceVersion: string }> {
+  return async () => {
+    const list = toPlain(await fetch());
+    return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? "" };
+  };
+}

@@ -14,6 +14,7 @@ import {
   kubeSource,
   makeApiClient,
   MERGE_PATCH,
+  plainList,
   retryOnConflict,
   statusCode,
   toPlain,
@@ -71,11 +72,7 @@ export class KubeletSimulator {
       kubeSource<k8s.V1Pod>(kc, {
         path: "/api/v1/pods",
         fieldSelector,
-        list: async () => {
-          const list = await core.listPodForAllNamespaces({ fieldSelector });
-          const plain = toPlain(list);
-          return { items: plain.items, resourceVersion: plain.metadata?.resourceVersion ?? "" };
-        },
+        list: plainList(() => core.listPodForAllNamespaces({ fieldSelector })),
       }),
       {
         name: `kubelet-sim/${this.nodeName}`,
