@@ -390,7 +390,7 @@ export class NodeAgent {
     const allocatable = parseMillicores(node?.status?.allocatable?.cpu ?? "") ?? null;
     if (allocatable === null) return;
     const views: PodView[] = [];
-    const throttled = new Map<string, number>(); // bid id -> throttled ratio, for the metrics
+    const tracks = new Map<string, ContainerTrack>(); // by bid id (namespace/pod/container)
     const podsByKey = new Map<string, k8s.V1Pod>();
     for (const pod of this.#pods.list()) {
       if (pod.status?.phase !== "Running") continue;
@@ -407,7 +407,7 @@ export class NodeAgent {
           const track = status?.containerID
             ? this.#tracks.get(bareContainerID(status.containerID))
             : undefined;
-          if (track !== undefined) throttled.set(`${key}/${c.name}`, track.throttledRatio);
+          if (track !== undefined) tracks.set(`${key}/${c.name}`, track);
           return {
             name: c.name,
             requestMillicores: parseMillicores(c.resources?.requests?.cpu ?? "") ?? 0,
@@ -423,7 +423,7 @@ export class NodeAgent {
     for (const warning of built.warnings) this.#o.log?.("warn", warning);
     const clearing = clearMarket(built.market);
     this.#metrics.clearingSeconds.observe((performance.now() - started) / 1000);
-    this.#record(views, clearing, throttled);
+    this.#record(views, clearing, tracks);
     this.stats.clearings++;
     const now = this.#now();
     this.lastClearing = { at: now, clearing, views };
@@ -449,19 +449,13 @@ export class NodeAgent {
       }
       if (this.#bucket.waitMs(now) > 0) continue; // per-node write rate limit: the next clearing retries
       this.#bucket.take(now);
-      const track = (name: string) => {
-        const status = pod.status?.containerStatuses?.find((s) => s.name === name);
-        return status?.containerID
-          ? this.#tracks.get(bareContainerID(status.containerID))
-          : undefined;
-      };
       const spec: PodAllocation["spec"] = {
         podName: pod.metadata!.name!,
         podUID: pod.metadata!.uid!,
         nodeName: this.#o.nodeName,
         containers: limits.map(({ bid, limit }) => {
           const name = bid.id.slice(key.length + 1);
-          const t = track(name);
+          const t = tracks.get(bid.id);
           return {
             name,
             cpuLimit: formatMillicores(limit),
@@ -591,7 +585,7 @@ export class NodeAgent {
   }
 
   /** Per-container gauges for the pods on the node, rebuilt at each clearing. */
-  #record(views: PodView[], clearing: Clearing, throttled: Map<string, number>): void {
+  #record(views: PodView[], clearing: Clearing, tracks: Map<string, ContainerTrack>): void {
     const m = this.#metrics;
     for (const gauge of [m.usage, m.throttledRatio, m.demand, m.allocation]) gauge.clear();
     m.price.set(clearing.price ?? Number.POSITIVE_INFINITY);
@@ -601,8 +595,8 @@ export class NodeAgent {
         const labels = { namespace, pod, container: c.name };
         if (c.usageMillicores !== null) m.usage.set(Math.round(c.usageMillicores), labels);
         if (c.demandMillicores !== null) m.demand.set(Math.round(c.demandMillicores), labels);
-        const ratio = throttled.get(`${view.key}/${c.name}`);
-        if (ratio !== undefined) m.throttledRatio.set(ratio, labels);
+        const track = tracks.get(`${view.key}/${c.name}`);
+        if (track !== undefined) m.throttledRatio.set(track.throttledRatio, labels);
         const allocation = clearing.allocations[`${view.key}/${c.name}`];
         if (allocation !== undefined) m.allocation.set(allocation, labels);
       }
