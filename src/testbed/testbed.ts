@@ -299,7 +299,7 @@ current-context: ${name}
 }
 
 /** A free loopback TCP port (bound then released). */
-function freePort(): number {
+export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();

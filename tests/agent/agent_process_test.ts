@@ -7,18 +7,12 @@
 import assert from "node:assert/strict";
 import { burstablePod, eventually } from "../k8s/_helpers.ts";
 import { requireOrSkip, testbedMissing } from "../_support/requirements.ts";
+import { freePort } from "../../src/testbed/mod.ts";
 import { millicores as m, NodeLab, NS } from "./_node_lab.ts";
 import { taskRunFlags } from "../_support/task_flags.ts";
 
 const MAIN = new URL("../../src/agent/main.ts", import.meta.url).pathname;
 const EXPLAIN = new URL("../../src/cli/explain.ts", import.meta.url).pathname;
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 /** The agent task's flags, with reads narrowed to exactly the given paths. */
 function agentFlags(readable: string[]): string[] {

@@ -12,6 +12,7 @@ import { MANAGED_LABEL } from "../../src/controller/mod.ts";
 import { Informer, kubeSource, MERGE_PATCH, toPlain } from "../../src/k8s/mod.ts";
 import {
   applyManifests,
+  freePort,
   KubeletSimulator,
   MANIFESTS,
   startTestbed,
@@ -194,9 +195,7 @@ try {
       ),
     );
   }
-  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const metricsPort = (probe.addr as Deno.NetAddr).port;
-  probe.close();
+  const metricsPort = freePort();
   controller = new Deno.Command(Deno.execPath(), {
     args: [
       "run",

@@ -11,6 +11,7 @@ import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from "../../src/api/mod.ts"
 import { MANAGED_LABEL } from "../../src/controller/mod.ts";
 import {
   applyManifests,
+  freePort,
   KubeletSimulator,
   MANIFESTS,
   startTestbed,
@@ -22,13 +23,6 @@ import { burstablePod, eventually, kubeConfig } from "../k8s/_helpers.ts";
 
 const MAIN = new URL("../../src/controller/main.ts", import.meta.url).pathname;
 const NS = "web";
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
 
 interface Replica {
   identity: string;
