@@ -9,16 +9,10 @@ import * as k8s from "@kubernetes/client-node";
 import { GROUP, PLURAL, VERSION } from "../../src/api/mod.ts";
 import { bareContainerID } from "../../src/cgroup/mod.ts";
 import { MANAGED_LABEL } from "../../src/controller/mod.ts";
-import {
-  applyManifests,
-  KubeletSimulator,
-  MANIFESTS,
-  startTestbed,
-  type Testbed,
-  waitForCrd,
-} from "../../src/testbed/mod.ts";
+import type { Testbed } from "../../src/testbed/mod.ts";
+import { type Cluster, startCluster } from "../_support/cluster.ts";
 import { CgroupFixture } from "../cgroup/_fixtures.ts";
-import { eventually, kubeConfig } from "../k8s/_helpers.ts";
+import { eventually } from "../k8s/_helpers.ts";
 
 /** CPU rates of one container, millicores; `noise` is a ± fraction applied to usage. */
 export interface Load {
@@ -41,14 +35,14 @@ export class NodeLab {
   #seed = 11;
   #ticker: ReturnType<typeof setInterval>;
 
-  private constructor(
-    readonly testbed: Testbed,
-    readonly admin: k8s.KubeConfig,
-    readonly core: k8s.CoreV1Api,
-    readonly custom: k8s.CustomObjectsApi,
-    readonly simulator: KubeletSimulator,
-    readonly fixture: CgroupFixture,
-  ) {
+  readonly testbed: Testbed;
+  readonly core: k8s.CoreV1Api;
+  readonly custom: k8s.CustomObjectsApi;
+
+  private constructor(readonly cluster: Cluster, readonly fixture: CgroupFixture) {
+    this.testbed = cluster.testbed;
+    this.core = cluster.core;
+    this.custom = cluster.custom;
     this.#ticker = setInterval(() => {
       for (const [id, r] of this.load) {
         const jitter = 1 + (this.#random() - 0.5) * 2 * (r.noise ?? 0);
@@ -64,27 +58,11 @@ export class NodeLab {
 
   /** Starts the test bed and the node (allocatable `nodeCpu` millicores). */
   static async start(nodeCpu: number): Promise<NodeLab> {
-    const testbed = await startTestbed();
-    const admin = kubeConfig(testbed.identities.admin.kubeconfig);
-    const core = admin.makeApiClient(k8s.CoreV1Api);
-    await applyManifests(admin, [MANIFESTS.crd, ...MANIFESTS.rbac]);
-    await waitForCrd(admin, `${PLURAL}.${GROUP}`);
-    await core.createNamespace({
-      body: { metadata: { name: NS, labels: { [MANAGED_LABEL]: "true" } } },
+    const cluster = await startCluster({
+      nodeCpu,
+      namespaces: { [NS]: { [MANAGED_LABEL]: "true" } },
     });
-    const simulator = new KubeletSimulator(admin, {
-      nodeName: "node-a",
-      allocatableMillicores: nodeCpu,
-    });
-    await simulator.start();
-    return new NodeLab(
-      testbed,
-      admin,
-      core,
-      admin.makeApiClient(k8s.CustomObjectsApi),
-      simulator,
-      CgroupFixture.create("v2-systemd"),
-    );
+    return new NodeLab(cluster, CgroupFixture.create("v2-systemd"));
   }
 
   /** The PodAllocation of pod `name` in `shop`, or undefined. */
@@ -122,8 +100,7 @@ export class NodeLab {
   /** Stops everything and removes the fixture tree. */
   async stop(): Promise<void> {
     clearInterval(this.#ticker);
-    await this.simulator.stop();
-    await this.testbed.stop();
+    await this.cluster.stop();
     this.fixture.cleanup();
   }
 

@@ -14,13 +14,7 @@ import {
   ResizeController,
 } from "../../src/controller/mod.ts";
 import { EventRecorder } from "../../src/controller/events.ts";
-import {
-  applyManifests,
-  KubeletSimulator,
-  MANIFESTS,
-  startTestbed,
-  waitForCrd,
-} from "../../src/testbed/mod.ts";
+import { startCluster } from "../_support/cluster.ts";
 import { requireOrSkip, testbedMissing } from "../_support/requirements.ts";
 import { burstablePod, eventually, kubeConfig } from "../k8s/_helpers.ts";
 
@@ -50,14 +44,11 @@ requireOrSkip(
   "controller behaviour: cooldown steps, Deferred, skips, rate limit, API restart, malformed input",
   testbedMissing(),
   async (t) => {
-    const testbed = await startTestbed();
-    const admin = kubeConfig(testbed.identities.admin.kubeconfig);
-    const core = admin.makeApiClient(k8s.CoreV1Api);
-    const custom = admin.makeApiClient(k8s.CustomObjectsApi);
-    const simulator = new KubeletSimulator(admin, {
-      nodeName: "node-a",
-      allocatableMillicores: 64_000,
+    const cluster = await startCluster({
+      nodeCpu: 64_000,
+      namespaces: { [NS]: { [MANAGED_LABEL]: "true" } },
     });
+    const { testbed, admin, core, custom, simulator } = cluster;
     let controller: ResizeController | undefined;
     const paStatus = async (name: string) =>
       (await custom.getNamespacedCustomObject({
@@ -89,12 +80,6 @@ requireOrSkip(
         body,
       });
     try {
-      await applyManifests(admin, [MANIFESTS.crd, ...MANIFESTS.rbac]);
-      await waitForCrd(admin, `${PLURAL}.${GROUP}`);
-      await core.createNamespace({
-        body: { metadata: { name: NS, labels: { [MANAGED_LABEL]: "true" } } },
-      });
-      await simulator.start();
       const controllerKc = kubeConfig(testbed.identities.controller.kubeconfig);
       controller = new ResizeController(controllerKc, {
         policy: { ...DEFAULT_POLICY, cooldownMs: 2000, confirmTimeoutMs: 3000 },
@@ -353,8 +338,7 @@ requireOrSkip(
       );
     } finally {
       await controller?.stop();
-      await simulator.stop();
-      await testbed.stop();
+      await cluster.stop();
     }
   },
 );

@@ -9,17 +9,11 @@ import assert from "node:assert/strict";
 import * as k8s from "@kubernetes/client-node";
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from "../../src/api/mod.ts";
 import { MANAGED_LABEL } from "../../src/controller/mod.ts";
-import {
-  applyManifests,
-  freePort,
-  KubeletSimulator,
-  MANIFESTS,
-  startTestbed,
-  waitForCrd,
-} from "../../src/testbed/mod.ts";
+import { freePort } from "../../src/testbed/mod.ts";
 import { taskRunFlags } from "../_support/task_flags.ts";
+import { startCluster } from "../_support/cluster.ts";
 import { requireOrSkip, testbedMissing } from "../_support/requirements.ts";
-import { burstablePod, eventually, kubeConfig } from "../k8s/_helpers.ts";
+import { burstablePod, eventually } from "../k8s/_helpers.ts";
 
 const MAIN = new URL("../../src/controller/main.ts", import.meta.url).pathname;
 const NS = "web";
@@ -75,12 +69,9 @@ requireOrSkip(
   "controller processes: leader failover within 15 s, probes, metrics, graceful release, dry run",
   testbedMissing(),
   async (t) => {
-    const testbed = await startTestbed();
-    const admin = kubeConfig(testbed.identities.admin.kubeconfig);
-    const core = admin.makeApiClient(k8s.CoreV1Api);
-    const custom = admin.makeApiClient(k8s.CustomObjectsApi);
+    const cluster = await startCluster({ namespaces: { [NS]: { [MANAGED_LABEL]: "true" } } });
+    const { testbed, admin, core, custom } = cluster;
     const coordination = admin.makeApiClient(k8s.CoordinationV1Api);
-    const simulator = new KubeletSimulator(admin, { nodeName: "node-a" });
     const replicas: Replica[] = [];
     const pa = (name: string, uid: string, cpuLimit: string) => ({
       apiVersion: API_VERSION,
@@ -116,12 +107,6 @@ requireOrSkip(
       return pod.metadata!.uid!;
     };
     try {
-      await applyManifests(admin, [MANIFESTS.crd, ...MANIFESTS.rbac]);
-      await waitForCrd(admin, `${PLURAL}.${GROUP}`);
-      await core.createNamespace({
-        body: { metadata: { name: NS, labels: { [MANAGED_LABEL]: "true" } } },
-      });
-      await simulator.start();
       const kubeconfig = testbed.identities.controller.kubeconfig;
       replicas.push(
         spawnController(kubeconfig, "replica-1"),
@@ -305,8 +290,7 @@ requireOrSkip(
         await r.child.status;
         await r.log;
       }
-      await simulator.stop();
-      await testbed.stop();
+      await cluster.stop();
     }
   },
 );

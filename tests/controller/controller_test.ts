@@ -1,16 +1,9 @@
 // deno-lint-ignore-file no-explicit-any -- status objects are read as loose JSON
 /** The controller against the real API server with the kubelet simulator, running as its own ServiceAccount. */
 import assert from "node:assert/strict";
-import * as k8s from "@kubernetes/client-node";
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from "../../src/api/mod.ts";
 import { DEFAULT_POLICY, MANAGED_LABEL, ResizeController } from "../../src/controller/mod.ts";
-import {
-  applyManifests,
-  KubeletSimulator,
-  MANIFESTS,
-  startTestbed,
-  waitForCrd,
-} from "../../src/testbed/mod.ts";
+import { startCluster } from "../_support/cluster.ts";
 import { requireOrSkip, testbedMissing } from "../_support/requirements.ts";
 import { burstablePod, eventually, kubeConfig } from "../k8s/_helpers.ts";
 
@@ -38,14 +31,11 @@ requireOrSkip(
   "controller: resizes opted-in Burstable pods through pods/resize and reports why it holds back",
   testbedMissing(),
   async (t) => {
-    const testbed = await startTestbed();
-    const admin = kubeConfig(testbed.identities.admin.kubeconfig);
-    const core = admin.makeApiClient(k8s.CoreV1Api);
-    const custom = admin.makeApiClient(k8s.CustomObjectsApi);
-    const simulator = new KubeletSimulator(admin, {
-      nodeName: "node-a",
-      allocatableMillicores: 4000,
+    const cluster = await startCluster({
+      nodeCpu: 4000,
+      namespaces: { shop: { [MANAGED_LABEL]: "true" }, other: {} },
     });
+    const { testbed, core, custom, simulator } = cluster;
     let controller: ResizeController | undefined;
     const paStatus = async (ns: string, name: string) =>
       (await custom.getNamespacedCustomObject({
@@ -85,13 +75,6 @@ requireOrSkip(
         body: allocation(ns, name, uid, limit),
       });
     try {
-      await applyManifests(admin, [MANIFESTS.crd, ...MANIFESTS.rbac]);
-      await waitForCrd(admin, `${PLURAL}.${GROUP}`);
-      await core.createNamespace({
-        body: { metadata: { name: "shop", labels: { [MANAGED_LABEL]: "true" } } },
-      });
-      await core.createNamespace({ body: { metadata: { name: "other" } } });
-      await simulator.start();
       // The controller runs with its own least-privilege identity.
       controller = new ResizeController(kubeConfig(testbed.identities.controller.kubeconfig), {
         policy: DEFAULT_POLICY,
@@ -210,8 +193,7 @@ requireOrSkip(
       });
     } finally {
       await controller?.stop();
-      await simulator.stop();
-      await testbed.stop();
+      await cluster.stop();
     }
   },
 );
