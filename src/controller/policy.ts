@@ -167,6 +167,22 @@ export function backoffMs(attempt: number, range: { initial: number; max: number
   return Math.min(range.max, range.initial * 2 ** Math.max(0, attempt - 1));
 }
 
+/**
+ * One more failure of the resize for `generation`: counted once per pod
+ * generation (the same failure seen again does not count), with the backoff
+ * that the count calls for.
+ */
+function countFailure(
+  previous: { generation: number; attempts: number; untilMs: number } | null,
+  generation: number,
+  nowMs: number,
+  range: { initial: number; max: number },
+): { generation: number; attempts: number; untilMs: number } {
+  if (previous?.generation === generation) return previous;
+  const attempts = (previous?.attempts ?? 0) + 1;
+  return { generation, attempts, untilMs: nowMs + backoffMs(attempts, range) };
+}
+
 /** Decides what to do for one PodAllocation and its pod at time `nowMs`. */
 export function decide(
   nowMs: number,
@@ -254,17 +270,10 @@ export function decide(
       cond !== null &&
       (cond.observedGeneration === null || cond.observedGeneration >= pod.generation);
     if (seen(pod.resizeInProgress) && pod.resizeInProgress!.reason === "Error") {
-      if (mem.errors?.generation !== pod.generation) {
-        const attempts = (mem.errors?.attempts ?? 0) + 1;
-        mem = {
-          ...mem,
-          errors: {
-            generation: pod.generation,
-            attempts,
-            untilMs: nowMs + backoffMs(attempts, config.errorBackoffMs),
-          },
-        };
-      }
+      mem = {
+        ...mem,
+        errors: countFailure(mem.errors, pod.generation, nowMs, config.errorBackoffMs),
+      };
       failed = true;
       pending = {
         type: "ResizePending",
@@ -281,14 +290,11 @@ export function decide(
         pod.containers.map((c) => [c.name, c.cpuLimitMillicores ?? 0]),
       );
       if (mem.infeasible?.generation !== pod.generation) {
-        const attempts = (mem.infeasible?.attempts ?? 0) + 1;
         mem = {
           ...mem,
           infeasible: {
             limits,
-            generation: pod.generation,
-            attempts,
-            untilMs: nowMs + backoffMs(attempts, config.infeasibleBackoffMs),
+            ...countFailure(mem.infeasible, pod.generation, nowMs, config.infeasibleBackoffMs),
           },
         };
       }
