@@ -1,0 +1,101 @@
+/**
+ * Plain data of the lab: what a lab run records (the input of the report)
+ * and what the workloads write. Shared by the lab kubelet, the scenario
+ * runner, the workloads and the report.
+ *
+ * @module
+ */
+
+/** Workload kinds, chosen by the pod annotation `lab.mbcas.io/workload`. */
+export type WorkloadKind = "latency" | "bursty" | "batch" | "idle";
+
+/** CPU policies compared by the lab bench. */
+export type LabPolicy = "static" | "none" | "vpa" | "mbcas";
+
+/** One pod of a run, as declared. */
+export interface LabPod {
+  /** Pod name. */
+  name: string;
+  /** Its workload. */
+  workload: WorkloadKind;
+  /** CPU request, millicores (the market floor). */
+  requestMillicores: number;
+  /** CPU limit as declared, millicores; null when the pod has none. */
+  limitMillicores: number | null;
+}
+
+/** One per-second observation of one pod. */
+export interface LabSample {
+  /** Seconds since the run started. */
+  t: number;
+  /** Pod name. */
+  pod: string;
+  /** CPU used over the last second, millicores (from the pod's cgroup). */
+  usageMillicores: number;
+  /** Fraction of CFS periods throttled over the last second, 0..1. */
+  throttledRatio: number;
+  /** CPU time throttled over the last second, in millicores (ms per s). */
+  throttledMillicores: number;
+  /** The agent's demand estimate, millicores; null without MBCAS. */
+  demandMillicores: number | null;
+  /** The market's allocation, millicores; null without MBCAS. */
+  allocationMillicores: number | null;
+  /** The CPU limit in the kernel (CFS quota), millicores; null when unlimited. */
+  limitMillicores: number | null;
+}
+
+/** The node's market price at one time (MBCAS only). */
+export interface LabPrice {
+  /** Seconds since the run started. */
+  t: number;
+  /** Price (weight per millicore at the margin); null when unbounded or not contended. */
+  price: number | null;
+}
+
+/** Latencies of a latency-sensitive pod's requests completed in one second. */
+export interface LabLatencies {
+  /** Seconds since the run started. */
+  t: number;
+  /** Pod name. */
+  pod: string;
+  /** Request latencies, milliseconds (arrival to completion). */
+  latenciesMs: number[];
+}
+
+/** A limit change applied in the kernel. */
+export interface LabResize {
+  /** Seconds since the run started. */
+  t: number;
+  /** Pod name. */
+  pod: string;
+  /** Limit before, millicores; null when unlimited. */
+  fromMillicores: number | null;
+  /** Limit after, millicores; null when unlimited. */
+  toMillicores: number | null;
+}
+
+/** Everything one lab run recorded: the report's input. */
+export interface LabRun {
+  /** Scenario name. */
+  scenario: string;
+  /** Policy in force. */
+  policy: LabPolicy;
+  /** Seed of the workloads' random schedules. */
+  seed: number;
+  /** ISO time the run started. */
+  startedAt: string;
+  /** Length of the run, seconds. */
+  durationSeconds: number;
+  /** The node's CPU capacity, millicores. */
+  nodeCapacityMillicores: number;
+  /** The pods. */
+  pods: LabPod[];
+  /** Per-second samples of every pod. */
+  samples: LabSample[];
+  /** Market prices over time. */
+  prices: LabPrice[];
+  /** Latencies of the latency-sensitive pods. */
+  latencies: LabLatencies[];
+  /** Limit changes in the kernel. */
+  resizes: LabResize[];
+}
