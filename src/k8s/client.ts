@@ -24,14 +24,24 @@ export interface ConnectionOptions {
   context?: string;
   /** Directory of the mounted service-account token, CA and namespace (in-cluster). */
   serviceAccountDir?: string;
+  /** Host name of the API server in a pod; default {@link IN_CLUSTER_HOST}. */
+  inClusterHost?: string;
 }
+
+/**
+ * The API server's name inside every cluster. In a pod the client connects to
+ * `https://kubernetes.default.svc:$KUBERNETES_SERVICE_PORT` rather than to
+ * `$KUBERNETES_SERVICE_HOST` (an IP that differs per cluster), so the compiled
+ * binaries' network permission can name the one host they talk to.
+ */
+export const IN_CLUSTER_HOST = "kubernetes.default.svc";
 
 /** Default directory of the mounted service-account credentials. */
 export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /**
  * Loads a KubeConfig. In a pod (KUBERNETES_SERVICE_HOST set and a token mounted)
- * it uses the service account, re-reading the token file so rotated tokens are
+ * it uses the service account and {@link IN_CLUSTER_HOST}, re-reading the token file so rotated tokens are
  * picked up; otherwise a kubeconfig file.
  *
  * @throws {KubeConfigError} naming the missing file or context.
@@ -41,7 +51,7 @@ export function loadKubeConfig(options: ConnectionOptions = {}): k8s.KubeConfig 
   const saDir = options.serviceAccountDir ?? SERVICE_ACCOUNT_DIR;
   const file = options.kubeconfig ?? (inCluster(saDir) ? undefined : Deno.env.get("KUBECONFIG"));
   if (options.kubeconfig === undefined && inCluster(saDir)) {
-    const host = Deno.env.get("KUBERNETES_SERVICE_HOST")!;
+    const host = options.inClusterHost ?? IN_CLUSTER_HOST;
     const port = Deno.env.get("KUBERNETES_SERVICE_PORT") ?? "443";
     const server = host.includes(":") ? `https://[${host}]:${port}` : `https://${host}:${port}`;
     kc.loadFromOptions({

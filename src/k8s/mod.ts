@@ -6,6 +6,7 @@
  */
 export {
   errorMessage,
+  IN_CLUSTER_HOST,
   KubeConfigError,
   loadKubeConfig,
   SERVICE_ACCOUNT_DIR,

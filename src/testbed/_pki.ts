@@ -19,7 +19,7 @@ export interface Pki {
 }
 
 /**
- * Generates a CA, a leaf serving certificate (SAN IP:127.0.0.1, DNS:localhost,
+ * Generates a CA, a leaf serving certificate (SAN IP:127.0.0.1, DNS:localhost, DNS:kubernetes.default.svc,
  * CA:FALSE: Deno's TLS rejects a CA certificate used as a server certificate),
  * an admin client certificate and a service-account key pair, with openssl.
  */
@@ -37,7 +37,7 @@ export async function generatePki(dir: string): Promise<Pki> {
   await Deno.writeTextFile(
     p("serving.ext"),
     "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n" +
-      "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+      "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n",
   );
   await Deno.writeTextFile(
     p("client.ext"),

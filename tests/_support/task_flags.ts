@@ -1,16 +1,58 @@
 /**
  * The `deno run` flags of a task in deno.json (permissions, V8 flags), so
- * tests and benchmarks run entry points exactly as users' tasks do.
+ * tests and benchmarks run entry points exactly as users' tasks do. A task's
+ * `-P=<set>` is expanded into the equivalent `--allow-*` flags from the
+ * `permissions` section of deno.json (tests narrow some of them further).
  */
+
+/** One permission of a set: everything (`true`), nothing (`false`), or a list. */
+export type PermissionValue = boolean | string[];
+
+/** A permission set as deno.json declares it. */
+export type PermissionSet = Partial<
+  Record<"read" | "write" | "net" | "env" | "sys" | "run" | "ffi" | "import", PermissionValue>
+>;
+
+/** The project's deno.json, parsed. */
+export function denoConfig(): {
+  tasks: Record<string, string | { command: string }>;
+  permissions: Record<string, PermissionSet>;
+} {
+  return JSON.parse(Deno.readTextFileSync(new URL("../../deno.json", import.meta.url)));
+}
+
+/** The command line of a task. */
+export function taskCommand(task: string): string {
+  const entry = denoConfig().tasks[task];
+  if (entry === undefined) throw new Error(`deno.json has no task ${task}`);
+  return typeof entry === "string" ? entry : entry.command;
+}
+
+/** The `--allow-*` flags equivalent to the permission set `name` of deno.json. */
+export function permissionFlags(name: string): string[] {
+  const set = denoConfig().permissions[name];
+  if (set === undefined) throw new Error(`deno.json has no permission set ${name}`);
+  const flags: string[] = [];
+  for (const [kind, value] of Object.entries(set)) {
+    if (value === true) flags.push(`--allow-${kind}`);
+    else if (Array.isArray(value) && value.length > 0) {
+      flags.push(`--allow-${kind}=${value.join(",")}`);
+    }
+  }
+  return flags;
+}
+
+/** The flags between `run` and the script of a task, with `-P=<set>` expanded. */
 export function taskRunFlags(task: string): string[] {
-  const config = JSON.parse(Deno.readTextFileSync(new URL("../../deno.json", import.meta.url)));
-  const entry = config.tasks[task];
-  const command: string = typeof entry === "string" ? entry : entry.command;
+  const command = taskCommand(task);
   const words = command.split(/\s+/);
   const run = words.indexOf("run");
   const script = words.findIndex((w, i) => i > run && w.endsWith(".ts"));
   if (run < 0 || script < 0) {
     throw new Error(`task ${task} is not "deno run ... <script>.ts": ${command}`);
   }
-  return words.slice(run + 1, script);
+  return words.slice(run + 1, script).flatMap((w) => {
+    const set = /^(?:-P|--permission-set)=(.+)$/.exec(w);
+    return set === null ? [w] : permissionFlags(set[1]);
+  });
 }

@@ -137,7 +137,7 @@ requireOrSkip(
             await Deno.writeTextFile(join(sa, "namespace"), "mbcas-system");
             Deno.env.set("KUBERNETES_SERVICE_HOST", "127.0.0.1");
             Deno.env.set("KUBERNETES_SERVICE_PORT", new URL(testbed.url).port);
-            const kc = loadKubeConfig({ serviceAccountDir: sa });
+            const kc = loadKubeConfig({ serviceAccountDir: sa, inClusterHost: "127.0.0.1" });
             const review = await kc.makeApiClient(k8s.AuthenticationV1Api).createSelfSubjectReview({
               body: {},
             });
