@@ -1,0 +1,392 @@
+/**
+ * The decisions of `deno task deploy` / `deno task undeploy`, as pure
+ * functions: option parsing and validation, the server-version verdict,
+ * recognising a minikube context, and dropping the CRD from a rendered
+ * kustomization. `scripts/deploy.ts` runs kubectl around them.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+
+/** The PodAllocation CRD's name. */
+export const CRD_NAME = "podallocations.allocation.mbcas.io";
+
+/** The namespace MBCAS runs in. */
+export const SYSTEM_NAMESPACE = "mbcas-system";
+
+/** The controller Deployment and the agent DaemonSet, as `kubectl rollout status` names them. */
+export const WORKLOADS: readonly string[] = [
+  "deployment/mbcas-controller",
+  "daemonset/mbcas-agent",
+];
+
+/** The default overlay, relative to the repository root. */
+export const DEFAULT_OVERLAY = "deploy/overlays/minikube";
+
+/** The default rollout timeout, seconds. */
+export const DEFAULT_TIMEOUT_SECONDS = 180;
+
+/** The first Kubernetes minor (of 1.x) with in-place resize on by default and the pods/resize subresource. */
+export const RESIZE_GA_MINOR = 33;
+
+/** The first Kubernetes minor (of 1.x) with the InPlacePodVerticalScaling feature gate at all. */
+export const RESIZE_ALPHA_MINOR = 27;
+
+/** Usage text of the deploy script. */
+export const USAGE = `usage: deno task deploy [-- OPTIONS]    (deno task undeploy [-- OPTIONS])
+
+Deploys MBCAS (CRD, RBAC, controller Deployment, agent DaemonSet) with kubectl.
+
+  --context NAME      kube context (default: the current context)
+  --kubeconfig FILE   kubeconfig file (default: kubectl's: $KUBECONFIG or ~/.kube/config)
+  --overlay DIR       kustomize overlay to apply (default: ${DEFAULT_OVERLAY})
+  --skip-images       do not build and load the images (scripts/images.sh)
+  --demo              also apply deploy/demo (namespace mbcas-demo and workloads)
+  --no-wait           do not wait for the controller and agent rollouts
+  --timeout SECONDS   rollout and deletion timeout (default: ${DEFAULT_TIMEOUT_SECONDS})
+  --force             deploy to a Kubernetes 1.27-1.32 server anyway (it will not resize)
+  --undeploy          remove everything instead (demo, overlay, then the CRD last)
+  -h, --help          this text`;
+
+/** Parsed and validated options of the deploy script. */
+export interface DeployOptions {
+  /** `--context`, or undefined for the current context. */
+  context?: string;
+  /** `--kubeconfig`, or undefined for kubectl's default. */
+  kubeconfig?: string;
+  /** The overlay directory (as given, or {@link DEFAULT_OVERLAY}). */
+  overlay: string;
+  /** `--skip-images`. */
+  skipImages: boolean;
+  /** `--demo`. */
+  demo: boolean;
+  /** False with `--no-wait`. */
+  wait: boolean;
+  /** `--timeout`, seconds. */
+  timeoutSeconds: number;
+  /** `--force`. */
+  force: boolean;
+  /** `--undeploy`. */
+  undeploy: boolean;
+  /** `--help`. */
+  help: boolean;
+}
+
+/** A bad command line; the message names the option and the value. Exit status 2. */
+export class UsageError extends Error {
+  /** Creates the error with the complete message. */
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+/** File-system questions {@link parseDeployArgs} asks to validate paths (injected so it stays pure). */
+export interface PathChecks {
+  /** True when `path` is an existing directory. */
+  isDirectory(path: string): boolean;
+  /** True when `path` is an existing regular file. */
+  isFile(path: string): boolean;
+}
+
+const KUSTOMIZATION_FILES = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
+/**
+ * Parses the deploy script's arguments. A leading `--` (as `deno task deploy
+ * -- ...` passes it) is ignored. Throws {@link UsageError} naming the option
+ * and value for unknown options, missing or bad values, and paths that do not
+ * exist (when `paths` is given).
+ */
+export function parseDeployArgs(args: string[], paths?: PathChecks): DeployOptions {
+  const argv = args[0] === "--" ? args.slice(1) : args;
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        context: { type: "string" },
+        kubeconfig: { type: "string" },
+        overlay: { type: "string" },
+        "skip-images": { type: "boolean" },
+        demo: { type: "boolean" },
+        "no-wait": { type: "boolean" },
+        timeout: { type: "string" },
+        force: { type: "boolean" },
+        undeploy: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    }));
+  } catch (error) {
+    const first = (error instanceof Error ? error.message : String(error)).split("\n")[0];
+    throw new UsageError(`bad option: ${first} (see --help)`);
+  }
+
+  const nonEmpty = (option: string, value: string | undefined): string | undefined => {
+    if (value === undefined) return undefined;
+    if (value.trim() === "") throw new UsageError(`--${option} must not be empty, got "${value}"`);
+    return value;
+  };
+  const context = nonEmpty("context", values.context);
+  const kubeconfig = nonEmpty("kubeconfig", values.kubeconfig);
+  const overlay = nonEmpty("overlay", values.overlay) ?? DEFAULT_OVERLAY;
+  const timeoutSeconds = values.timeout === undefined
+    ? DEFAULT_TIMEOUT_SECONDS
+    : parseTimeout(values.timeout);
+
+  if (paths !== undefined) {
+    if (kubeconfig !== undefined && !paths.isFile(kubeconfig)) {
+      throw new UsageError(`--kubeconfig "${kubeconfig}": no such file`);
+    }
+    if (values.overlay !== undefined) {
+      if (!paths.isDirectory(overlay)) {
+        throw new UsageError(`--overlay "${overlay}": no such directory`);
+      }
+      if (!KUSTOMIZATION_FILES.some((f) => paths.isFile(`${overlay}/${f}`))) {
+        throw new UsageError(
+          `--overlay "${overlay}": not a kustomization (no kustomization.yaml in it)`,
+        );
+      }
+    }
+  }
+
+  return {
+    context,
+    kubeconfig,
+    overlay,
+    skipImages: values["skip-images"] ?? false,
+    demo: values.demo ?? false,
+    wait: !(values["no-wait"] ?? false),
+    timeoutSeconds,
+    force: values.force ?? false,
+    undeploy: values.undeploy ?? false,
+    help: values.help ?? false,
+  };
+}
+
+function parseTimeout(value: string): number {
+  const seconds = /^\d+$/.test(value.trim()) ? Number(value.trim()) : NaN;
+  if (!Number.isSafeInteger(seconds) || seconds < 1 || seconds > 86_400) {
+    throw new UsageError(
+      `--timeout must be a whole number of seconds from 1 to 86400, got "${value}"`,
+    );
+  }
+  return seconds;
+}
+
+/** The API server's version, from `kubectl version -o json`. */
+export interface ServerVersion {
+  /** Major version (1). */
+  major: number;
+  /** Minor version (e.g. 35). */
+  minor: number;
+  /** Patch version, when the git version has one. */
+  patch?: number;
+  /** The version as the server reports it, e.g. `v1.33.1-gke.100`. */
+  gitVersion: string;
+}
+
+/**
+ * Reads `serverVersion` from the output of `kubectl version -o json`.
+ * Accepts vendor forms (`v1.33.1-gke.100`, `v1.34.0+k3s1`, `v1.30.2-eks-1552ad0`)
+ * and falls back to the `major`/`minor` fields (`"33+"`) when `gitVersion` is
+ * odd. Returns null when there is no server version (the server was not
+ * reached) or it cannot be read.
+ */
+export function parseServerVersion(kubectlVersionJson: string): ServerVersion | null {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(kubectlVersionJson);
+  } catch {
+    return null;
+  }
+  if (typeof parsed !== "object" || parsed === null) return null;
+  const server = (parsed as Record<string, unknown>).serverVersion;
+  if (typeof server !== "object" || server === null) return null;
+  const fields = server as Record<string, unknown>;
+  const gitVersion = typeof fields.gitVersion === "string" ? fields.gitVersion : "";
+
+  const git = /^v?(\d+)\.(\d+)(?:\.(\d+))?/.exec(gitVersion.trim());
+  if (git !== null) {
+    return {
+      major: Number(git[1]),
+      minor: Number(git[2]),
+      ...(git[3] !== undefined ? { patch: Number(git[3]) } : {}),
+      gitVersion,
+    };
+  }
+  const number = (value: unknown): number | null => {
+    const m = typeof value === "string" ? /^(\d+)\+?$/.exec(value.trim()) : null;
+    return m === null ? null : Number(m[1]);
+  };
+  const major = number(fields.major);
+  const minor = number(fields.minor);
+  if (major === null || minor === null) return null;
+  return { major, minor, gitVersion: gitVersion || `v${major}.${minor}` };
+}
+
+/** What to do about a server version. */
+export interface VersionVerdict {
+  /**
+   * `ok`: go on; `forced`: too old for resizing but `--force` was given, go on
+   * with a warning; `stop`: too old for resizing, stop unless `--force`;
+   * `refuse`: too old for anything, stop even with `--force`.
+   */
+  verdict: "ok" | "forced" | "stop" | "refuse";
+  /** Lines to print (without the `deploy:` prefix). */
+  lines: string[];
+}
+
+/**
+ * Decides whether MBCAS can work on a server of this version. From 1.33
+ * in-place resize is on by default and done through the `pods/resize`
+ * subresource, which is the only way MBCAS resizes. 1.27-1.32 had the
+ * feature only behind the alpha `InPlacePodVerticalScaling` gate and resized
+ * by patching the pod spec: MBCAS cannot work there (stop, or warn with
+ * `force`). Before 1.27 there was no in-place resize at all (refuse).
+ */
+export function checkServerVersion(version: ServerVersion, force: boolean): VersionVerdict {
+  const v = version.gitVersion;
+  if (version.major > 1 || (version.major === 1 && version.minor >= RESIZE_GA_MINOR)) {
+    return {
+      verdict: "ok",
+      lines: [`server ${v}: in-place pod resize is on by default (pods/resize subresource)`],
+    };
+  }
+  if (version.major === 1 && version.minor >= RESIZE_ALPHA_MINOR) {
+    const explanation = [
+      `server ${v} is older than 1.${RESIZE_GA_MINOR}: MBCAS will not resize pods there.`,
+      `  On 1.${RESIZE_ALPHA_MINOR}-1.32 in-place pod resize is alpha: the InPlacePodVerticalScaling`,
+      "  feature gate must be enabled on the kube-apiserver and on every kubelet, and even then",
+      `  there is no pods/resize subresource before 1.${RESIZE_GA_MINOR}: resizes were patches to the`,
+      "  pod spec, which MBCAS does not do (its controller may only patch pods/resize).",
+      `  Upgrade the cluster to Kubernetes 1.${RESIZE_GA_MINOR} or later (e.g. minikube start`,
+      "  --kubernetes-version=stable).",
+    ];
+    return force
+      ? {
+        verdict: "forced",
+        lines: [
+          ...explanation,
+          "  --force given: deploying anyway; the controller's resizes will fail.",
+        ],
+      }
+      : {
+        verdict: "stop",
+        lines: [...explanation, "  Stopping (pass --force to deploy anyway)."],
+      };
+  }
+  return {
+    verdict: "refuse",
+    lines: [
+      `server ${v} is too old: in-place pod resize does not exist before Kubernetes 1.${RESIZE_ALPHA_MINOR}`,
+      `  and MBCAS needs the pods/resize subresource of 1.${RESIZE_GA_MINOR} or later.`,
+      `  Upgrade the cluster to Kubernetes 1.${RESIZE_GA_MINOR} or later. (--force does not apply.)`,
+    ],
+  };
+}
+
+/**
+ * True when the kube context is a minikube cluster: named `minikube`, or
+ * carrying minikube's `context_info` extension (provider
+ * `minikube.sigs.k8s.io`) in `kubectl config view --minify -o json`.
+ */
+export function isMinikubeContext(name: string, minifiedConfigJson?: string): boolean {
+  if (name === "minikube") return true;
+  if (minifiedConfigJson === undefined) return false;
+  try {
+    const config = JSON.parse(minifiedConfigJson);
+    for (const entry of config?.contexts ?? []) {
+      if (entry?.name !== name) continue;
+      for (const ext of entry?.context?.extensions ?? []) {
+        if (ext?.extension?.provider === "minikube.sigs.k8s.io") return true;
+      }
+    }
+  } catch {
+    // not JSON: not minikube
+  }
+  return false;
+}
+
+/** An object of a rendered kustomization: its YAML document, kind and name. */
+export interface RenderedObject {
+  /** `kind`. */
+  kind: string;
+  /** `metadata.name` (empty when not found). */
+  name: string;
+  /** The YAML document, without the `---` separator. */
+  yaml: string;
+}
+
+/**
+ * Splits `kubectl kustomize` output into its objects. It relies on the
+ * output's shape: documents separated by `---` lines, `kind:` and
+ * `metadata:` at column 0, `name:` indented by two spaces under `metadata:`.
+ */
+export function splitRendered(rendered: string): RenderedObject[] {
+  const objects: RenderedObject[] = [];
+  for (const doc of rendered.split(/^---[ \t]*$/m)) {
+    if (doc.split("\n").every((l) => /^\s*(#.*)?$/.test(l))) continue;
+    const kind = /^kind:[ \t]*["']?([^"'\s#]+)/m.exec(doc)?.[1] ?? "";
+    let name = "";
+    const lines = doc.split("\n");
+    const meta = lines.findIndex((l) => /^metadata:\s*$/.test(l));
+    if (meta >= 0) {
+      for (const line of lines.slice(meta + 1)) {
+        if (/^\S/.test(line)) break;
+        const m = /^ {2}name:[ \t]*["']?([^"'\s#]+)/.exec(line);
+        if (m !== null) {
+          name = m[1];
+          break;
+        }
+      }
+    }
+    objects.push({ kind, name, yaml: doc.replace(/^\n+/, "").replace(/\s+$/, "") + "\n" });
+  }
+  return objects;
+}
+
+/**
+ * Removes the CustomResourceDefinitions from a rendered kustomization. Returns
+ * the other objects in reverse order (namespaced objects before their
+ * Namespace, as kustomize puts Namespaces first), as one YAML stream for
+ * `kubectl delete -f -` (empty when nothing is left), and the CRDs' names.
+ */
+export function dropCustomResourceDefinitions(
+  rendered: string,
+): { yaml: string; kept: RenderedObject[]; crds: string[] } {
+  const objects = splitRendered(rendered);
+  const crds = objects.filter((o) => o.kind === "CustomResourceDefinition").map((o) => o.name);
+  const kept = objects.filter((o) => o.kind !== "CustomResourceDefinition").reverse();
+  return { yaml: kept.map((o) => o.yaml).join("---\n"), kept, crds };
+}
+
+/** The number of objects `kubectl delete` reports as deleted in its output. */
+export function countDeleted(kubectlDeleteOutput: string): number {
+  return kubectlDeleteOutput.split("\n").filter((l) => /"\S+" deleted\b/.test(l)).length;
+}
+
+/**
+ * How to watch MBCAS work once deployed (lines without the `deploy:` prefix).
+ * `kubectl` is the kubectl command line to show (with `--kubeconfig` and
+ * `--context` when they matter); `kubeconfig` is passed on to `deno task explain`.
+ */
+export function watchHints(kubectl: string, kubeconfig?: string): string[] {
+  const ns = SYSTEM_NAMESPACE;
+  const explainConfig = kubeconfig === undefined ? "" : ` --kubeconfig ${kubeconfig}`;
+  return [
+    "deployed. To watch it work:",
+    "  # the PodAllocations the agents write, as they change",
+    `  ${kubectl} get pa -A -w`,
+    "  # the agents' and the controller's logs",
+    `  ${kubectl} -n ${ns} logs -l app.kubernetes.io/component=agent -f`,
+    `  ${kubectl} -n ${ns} logs -l app.kubernetes.io/component=controller -f`,
+    "  # the controller's metrics (the agent's: daemonset/mbcas-agent 8081:8081)",
+    `  ${kubectl} -n ${ns} port-forward deployment/mbcas-controller 8080:8080 &`,
+    "  curl -s localhost:8080/metrics",
+    `  # a node's CPU market as a table (nodes: ${kubectl} get nodes)`,
+    `  deno task explain -- --node <node>${explainConfig}`,
+    "Remove it all with: deno task undeploy",
+  ];
+}
