@@ -1,0 +1,186 @@
+/**
+ * Plausible synthetic lab runs for the report's tests: a latency pod, a
+ * bursty pod, a batch pod and an idle pod sharing a node, one sample a second,
+ * from a seeded generator (the same options give the same run).
+ */
+import type {
+  LabLatencies,
+  LabPod,
+  LabPolicy,
+  LabPrice,
+  LabResize,
+  LabRun,
+  LabSample,
+  WorkloadKind,
+} from "../../src/lab/types.ts";
+
+/** Options of {@link syntheticRun}. */
+export interface SyntheticOptions {
+  /** Seed of the generator (default 7). */
+  seed?: number;
+  /** Policy (default "mbcas"): only MBCAS records demand, allocation and prices. */
+  policy?: LabPolicy;
+  /** Run length, seconds (default 120). */
+  seconds?: number;
+  /** Names of the pods, by workload (defaults: latency-api, bursty-worker, batch-crunch, idle-sidecar). */
+  names?: Partial<Record<WorkloadKind, string>>;
+  /** Leave the idle pod out (3 pods instead of 4). */
+  withoutIdle?: boolean;
+}
+
+/** A small seeded PRNG (mulberry32), uniform in [0, 1). */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const CAPACITY = 4000;
+
+/** A synthetic run of 3–4 pods over `seconds` seconds. */
+export function syntheticRun(options: SyntheticOptions = {}): LabRun {
+  const seed = options.seed ?? 7;
+  const policy = options.policy ?? "mbcas";
+  const seconds = options.seconds ?? 120;
+  const random = mulberry32(seed);
+  const name = (w: WorkloadKind, fallback: string) => options.names?.[w] ?? fallback;
+  const pods: LabPod[] = [
+    {
+      name: name("latency", "latency-api"),
+      workload: "latency",
+      requestMillicores: 500,
+      limitMillicores: 1000,
+    },
+    {
+      name: name("bursty", "bursty-worker"),
+      workload: "bursty",
+      requestMillicores: 300,
+      limitMillicores: 800,
+    },
+    {
+      name: name("batch", "batch-crunch"),
+      workload: "batch",
+      requestMillicores: 200,
+      limitMillicores: null,
+    },
+  ];
+  if (!options.withoutIdle) {
+    pods.push({
+      name: name("idle", "idle-sidecar"),
+      workload: "idle",
+      requestMillicores: 100,
+      limitMillicores: 200,
+    });
+  }
+  const mbcas = policy === "mbcas";
+  const samples: LabSample[] = [];
+  const latencies: LabLatencies[] = [];
+  const prices: LabPrice[] = [];
+  const resizes: LabResize[] = [];
+  const limits = new Map<string, number | null>(pods.map((p) => [p.name, p.limitMillicores]));
+  const demandEstimate = new Map<string, number>(pods.map((p) => [p.name, p.requestMillicores]));
+
+  for (let t = 1; t <= seconds; t++) {
+    // What each workload would use without limits this second.
+    const want = new Map<string, number>();
+    for (const pod of pods) {
+      const noise = 0.9 + random() * 0.2;
+      let w: number;
+      switch (pod.workload) {
+        case "latency":
+          w = (350 + 250 * Math.sin(t / 9)) * noise + (t % 40 >= 30 ? 700 : 0);
+          break;
+        case "bursty":
+          w = (t % 25 < 8 ? 1600 : 120) * noise;
+          break;
+        case "batch":
+          w = 2600 * noise;
+          break;
+        default:
+          w = 15 * noise;
+      }
+      want.set(pod.name, w);
+    }
+    // Allocation: a proportional market over the requests when MBCAS runs.
+    const total = [...want.values()].reduce((a, b) => a + b, 0);
+    const scale = total > CAPACITY ? CAPACITY / total : 1;
+    let contended = false;
+    for (const pod of pods) {
+      const w = want.get(pod.name)!;
+      let allocation: number | null = null;
+      let demand: number | null = null;
+      if (mbcas) {
+        const est = demandEstimate.get(pod.name)! * 0.6 + w * 0.4;
+        demandEstimate.set(pod.name, est);
+        demand = Math.round(est);
+        allocation = Math.round(Math.max(pod.requestMillicores, est * scale * 1.15));
+        if (total > CAPACITY) contended = true;
+        const previous = limits.get(pod.name) ?? null;
+        if (t % 5 === 0 && previous !== allocation) {
+          resizes.push({ t, pod: pod.name, fromMillicores: previous, toMillicores: allocation });
+          limits.set(pod.name, allocation);
+        }
+      }
+      const limit = limits.get(pod.name) ?? null;
+      const usage = Math.min(w * scale, limit ?? Infinity);
+      const throttled = limit !== null && w > limit ? w - limit : 0;
+      samples.push({
+        t,
+        pod: pod.name,
+        usageMillicores: Math.round(usage),
+        throttledRatio: throttled > 0 ? Math.min(1, throttled / w + 0.2) : 0,
+        throttledMillicores: Math.round(throttled),
+        demandMillicores: demand,
+        allocationMillicores: allocation,
+        limitMillicores: limit,
+      });
+      if (pod.workload === "latency") {
+        const n = 30 + Math.floor(random() * 20);
+        const slow = throttled > 0 ? 1 + (throttled / w) * 20 : 1;
+        const values: number[] = [];
+        for (let i = 0; i < n; i++) {
+          const base = 4 + random() * 6;
+          const tail = random() < 0.03 ? 40 + random() * 80 : 0;
+          values.push(Math.round((base + tail) * slow * 100) / 100);
+        }
+        latencies.push({ t, pod: pod.name, latenciesMs: t % 37 === 0 ? [] : values });
+      }
+    }
+    if (mbcas) {
+      prices.push({ t, price: contended ? Math.round(random() * 1000 + 500) / 1e6 : null });
+    }
+  }
+  return {
+    scenario: "mixed-bursts",
+    policy,
+    seed,
+    startedAt: "2025-01-02T03:04:05.000Z",
+    durationSeconds: seconds,
+    nodeCapacityMillicores: CAPACITY,
+    pods,
+    samples,
+    prices,
+    latencies,
+    resizes,
+  };
+}
+
+/** The number of `svg[data-chart]` a report of `run` must contain, worked out from the data. */
+export function expectedChartCount(run: LabRun): number {
+  const declared = new Set(run.pods.map((p) => p.name));
+  const sampled = new Set(run.samples.filter((s) => declared.has(s.pod)).map((s) => s.pod));
+  const cpu = run.pods.filter((p) => sampled.has(p.name)).length;
+  const throttling = sampled.size > 0 ? 1 : 0;
+  const latencyPods = new Set(run.pods.filter((p) => p.workload === "latency").map((p) => p.name));
+  for (const l of run.latencies) if (declared.has(l.pod)) latencyPods.add(l.pod);
+  const latency = run.latencies.some((l) => latencyPods.has(l.pod) && l.latenciesMs.length > 0)
+    ? 1
+    : 0;
+  const price = run.prices.some((p) => p.price !== null) ? 1 : 0;
+  return cpu + throttling + latency + price;
+}
