@@ -23,6 +23,19 @@ import {
 /** How the simulated kubelet answers a resize. */
 export type ResizeResponse = "accept" | "deferred" | "infeasible" | "error";
 
+/**
+ * What runs a node's containers. The simulator alone runs nothing; the lab
+ * kubelet plugs in real processes in real cgroups.
+ */
+export interface ContainerRuntime {
+  /** Starts the pod's containers (idempotent); returns each container's id by name. */
+  startPod(pod: k8s.V1Pod): Promise<Map<string, string>>;
+  /** Applies the pod's spec resources to its running containers; how the kubelet answers. */
+  resizePod(pod: k8s.V1Pod): Promise<ResizeResponse>;
+  /** Stops the pod's containers and removes what they used (idempotent). */
+  stopPod(pod: k8s.V1Pod): Promise<void>;
+}
+
 /** Options of the simulator. */
 export interface KubeletSimulatorOptions {
   /** The node's name. */
@@ -31,6 +44,10 @@ export interface KubeletSimulatorOptions {
   allocatableMillicores?: number;
   /** Answer to resizes of pods without a per-pod choice (default accept). */
   defaultResponse?: ResizeResponse;
+  /** Runs the containers and answers resizes (default: nothing runs, resizes are answered by choice). */
+  runtime?: ContainerRuntime | null;
+  /** Pod resync period, milliseconds (default 2000). */
+  resyncMs?: number;
 }
 
 type Resources = { requests?: Record<string, string>; limits?: Record<string, string> };
@@ -53,7 +70,13 @@ export class KubeletSimulator {
     this.#kc = kc;
     this.#core = makeApiClient(kc, k8s.CoreV1Api);
     this.nodeName = options.nodeName;
-    this.#options = { allocatableMillicores: 4000, defaultResponse: "accept", ...options };
+    this.#options = {
+      allocatableMillicores: 4000,
+      defaultResponse: "accept",
+      runtime: null,
+      resyncMs: 2000,
+      ...options,
+    };
   }
 
   /** Chooses how resizes of one pod are answered from now on. */
@@ -76,7 +99,7 @@ export class KubeletSimulator {
       }),
       {
         name: `kubelet-sim/${this.nodeName}`,
-        resyncMs: 2000,
+        resyncMs: this.#options.resyncMs,
         backoffInitialMs: 100,
         backoffMaxMs: 2000,
       },
@@ -84,6 +107,10 @@ export class KubeletSimulator {
     this.#informer.subscribe((event) => {
       if (event.type !== "deleted") {
         this.#enqueue(`${event.object.metadata!.namespace}/${event.object.metadata!.name}`);
+      } else {
+        this.#options.runtime?.stopPod(event.object).catch((error) =>
+          console.error(`kubelet ${this.nodeName}: stopping a deleted pod: ${error}`)
+        );
       }
     });
     this.#informer.start();
@@ -177,10 +204,29 @@ export class KubeletSimulator {
 
   async #reconcile(key: string): Promise<void> {
     const [namespace, name] = key.split("/");
+    const runtime = this.#options.runtime;
     await retryOnConflict(async () => {
       const pod = toPlain(await this.#core.readNamespacedPod({ name, namespace }));
-      if (pod.spec?.nodeName !== this.nodeName || pod.metadata?.deletionTimestamp) return;
-      const next = this.#desiredStatus(key, pod);
+      if (pod.spec?.nodeName !== this.nodeName) return;
+      if (pod.metadata?.deletionTimestamp) {
+        if (runtime === null) return;
+        // As a kubelet does: stop the containers, then remove the pod for good.
+        await runtime.stopPod(pod);
+        await this.#core.deleteNamespacedPod({
+          name,
+          namespace,
+          gracePeriodSeconds: 0,
+          body: { preconditions: { uid: pod.metadata.uid } },
+        });
+        return;
+      }
+      let ids: Map<string, string> | null = null;
+      let response = this.#responses.get(key) ?? this.#options.defaultResponse;
+      if (runtime !== null) {
+        ids = await runtime.startPod(pod);
+        if (resizeWanted(pod)) response = await runtime.resizePod(pod);
+      }
+      const next = this.#desiredStatus(key, pod, response, ids);
       if (next === null) return;
       // A merge patch carrying the resourceVersion: optimistic concurrency without re-serialising dates.
       await this.#core.patchNamespacedPodStatus(
@@ -195,7 +241,12 @@ export class KubeletSimulator {
   }
 
   /** The status this kubelet would write now, or null when nothing changes. */
-  #desiredStatus(key: string, pod: k8s.V1Pod): k8s.V1PodStatus | null {
+  #desiredStatus(
+    key: string,
+    pod: k8s.V1Pod,
+    response: ResizeResponse,
+    ids: Map<string, string> | null,
+  ): k8s.V1PodStatus | null {
     const status = { ...(pod.status ?? {}) };
     const generation = pod.metadata?.generation ?? 1;
     const containers = pod.spec?.containers ?? [];
@@ -219,7 +270,7 @@ export class KubeletSimulator {
         name: c.name,
         image: c.image ?? "",
         imageID: `sha256:${hex(`${c.image}`)}`,
-        containerID: `containerd://${hex(`${pod.metadata?.uid}/${c.name}`)}`,
+        containerID: `containerd://${ids?.get(c.name) ?? containerID(pod, c.name)}`,
         ready: true,
         started: true,
         restartCount: 0,
@@ -230,11 +281,7 @@ export class KubeletSimulator {
       status.observedGeneration = generation;
       return status;
     }
-    const differs = containers.some((c) => {
-      const cs = status.containerStatuses!.find((s) => s.name === c.name);
-      return JSON.stringify(normalise(cs?.resources)) !==
-        JSON.stringify(normalise(specResources(c)));
-    });
+    const differs = resizeWanted(pod);
     const conditions = (status.conditions ?? []).filter((c) =>
       c.type !== "PodResizePending" && c.type !== "PodResizeInProgress"
     );
@@ -245,7 +292,6 @@ export class KubeletSimulator {
       ) return null;
       return { ...status, conditions, observedGeneration: generation };
     }
-    const response = this.#responses.get(key) ?? this.#options.defaultResponse;
     const now = new Date().toISOString() as unknown as Date;
     const condition = (type: string, reason: string, message: string): k8s.V1PodCondition => ({
       type,
@@ -317,6 +363,22 @@ export class KubeletSimulator {
     this.answered.set(key, list);
     return next;
   }
+}
+
+/** The simulated container id of a pod's container (64 hex digits, stable). */
+export function containerID(pod: k8s.V1Pod, container: string): string {
+  return hex(`${pod.metadata?.uid}/${container}`);
+}
+
+/** Whether a running pod's spec resources differ from those its status reports. */
+function resizeWanted(pod: k8s.V1Pod): boolean {
+  const statuses = pod.status?.containerStatuses ?? [];
+  if (pod.status?.phase !== "Running" || statuses.length === 0) return false;
+  return (pod.spec?.containers ?? []).some((c) => {
+    const cs = statuses.find((s) => s.name === c.name);
+    return JSON.stringify(normalise(cs?.resources)) !==
+      JSON.stringify(normalise(plainResources(c.resources)));
+  });
 }
 
 function plainResources(resources: k8s.V1ResourceRequirements | undefined): Resources {

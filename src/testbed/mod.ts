@@ -6,6 +6,6 @@
  */
 export { ensureBinaries, freePort, startTestbed } from "./testbed.ts";
 export type { Identities, Identity, Testbed, TestbedOptions } from "./testbed.ts";
-export { KubeletSimulator } from "./kubelet_sim.ts";
+export { containerID, KubeletSimulator } from "./kubelet_sim.ts";
 export { applyManifests, MANIFESTS, waitForCrd } from "./manifests.ts";
-export type { KubeletSimulatorOptions, ResizeResponse } from "./kubelet_sim.ts";
+export type { ContainerRuntime, KubeletSimulatorOptions, ResizeResponse } from "./kubelet_sim.ts";

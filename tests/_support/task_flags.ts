@@ -4,6 +4,7 @@
  * `-P=<set>` is expanded into the equivalent `--allow-*` flags from the
  * `permissions` section of deno.json (tests narrow some of them further).
  */
+import { taskRun } from "../../src/lab/_tasks.ts";
 
 /** One permission of a set: everything (`true`), nothing (`false`), or a list. */
 export type PermissionValue = boolean | string[];
@@ -44,14 +45,7 @@ export function permissionFlags(name: string): string[] {
 
 /** The flags between `run` and the script of a task, with `-P=<set>` expanded. */
 export function taskRunFlags(task: string): string[] {
-  const command = taskCommand(task);
-  const words = command.split(/\s+/);
-  const run = words.indexOf("run");
-  const script = words.findIndex((w, i) => i > run && w.endsWith(".ts"));
-  if (run < 0 || script < 0) {
-    throw new Error(`task ${task} is not "deno run ... <script>.ts": ${command}`);
-  }
-  return words.slice(run + 1, script).flatMap((w) => {
+  return taskRun(task).flags.flatMap((w) => {
     const set = /^(?:-P|--permission-set)=(.+)$/.exec(w);
     return set === null ? [w] : permissionFlags(set[1]);
   });

@@ -1,0 +1,194 @@
+/**
+ * Lab scenarios: which pods run on the lab node, with which workloads and
+ * timing. Pure data, scaled to the run's length, so every policy of the lab
+ * bench sees the same schedule.
+ *
+ * @module
+ */
+import type { WorkloadKind } from "./types.ts";
+
+/** A pod of a scenario. */
+export interface ScenarioPod {
+  /** Pod name. */
+  name: string;
+  /** Workload kind. */
+  workload: WorkloadKind;
+  /** CPU request, millicores. */
+  requestMillicores: number;
+  /** CPU limit as declared, millicores. */
+  limitMillicores: number;
+  /** Workload options (`--name value` words). */
+  args: string[];
+}
+
+/** A moment a pod's demand jumps (the lab bench times the kernel limit's answer). */
+export interface DemandSpike {
+  /** Pod name. */
+  pod: string;
+  /** Seconds since the run started. */
+  atS: number;
+  /** What the pod needs from then on, millicores. */
+  needMillicores: number;
+}
+
+/** Which pods each figure of the lab bench is about. */
+export interface ScenarioRoles {
+  /** Latency-sensitive services (latency percentiles). */
+  latency: string[];
+  /** Pods whose throttling MBCAS should remove (latency-sensitive and bursty). */
+  protected: string[];
+  /** Batch pods (throughput). */
+  batch: string[];
+  /** Equal-weight pods that contend for CPU at the same time (fairness). */
+  contending: string[];
+}
+
+/** A scenario at a given length. */
+export interface Scenario {
+  /** Name. */
+  name: string;
+  /** One line on what it shows. */
+  description: string;
+  /** Length, seconds. */
+  durationSeconds: number;
+  /** Node allocatable CPU, millicores. */
+  allocatableMillicores: number;
+  /** Pods. */
+  pods: ScenarioPod[];
+  /** Demand spikes. */
+  spikes: DemandSpike[];
+  /** Roles of the pods. */
+  roles: ScenarioRoles;
+}
+
+/** Scenario names. */
+export const SCENARIOS = ["mixed", "spike"] as const;
+/** A scenario name. */
+export type ScenarioName = typeof SCENARIOS[number];
+
+/** Milliseconds of CPU per request of the latency-sensitive service. */
+const COST_MS = 8;
+
+/**
+ * Builds a scenario for a run of `durationSeconds` on a node with
+ * `allocatableMillicores` (the lab leaves the rest of the machine to its
+ * control plane, agent and controller).
+ *
+ * - `mixed`: a latency-sensitive service whose request rate steps up twice
+ *   past its limit, a bursty service (on/off), an always-hungry batch job, a
+ *   second batch job that arrives at 30% and leaves at 80% of the run, and an
+ *   idle pod; total demand swings above and below the node's capacity.
+ * - `spike`: one throttled service whose load jumps, then stops (the CI run).
+ */
+export function buildScenario(
+  name: ScenarioName,
+  durationSeconds: number,
+  allocatableMillicores: number,
+): Scenario {
+  const d = durationSeconds;
+  const at = (fraction: number) => Math.round(d * fraction);
+  if (name === "spike") {
+    // 300m of work against a 150m limit for the first half, then nothing,
+    // next to a batch job that takes whatever it is given.
+    const rate = (300 / COST_MS).toFixed(1);
+    return {
+      name,
+      description:
+        "a service throttled by its limit, whose load stops halfway, next to a batch job",
+      durationSeconds: d,
+      allocatableMillicores,
+      pods: [{
+        name: "web",
+        workload: "latency",
+        requestMillicores: 100,
+        limitMillicores: 150,
+        args: ["--rate-schedule", `0:${rate},${at(0.5)}:0`, "--cost-ms", String(COST_MS)],
+      }, {
+        name: "batch",
+        workload: "batch",
+        requestMillicores: 100,
+        limitMillicores: 150,
+        args: ["--parallelism", "1"],
+      }],
+      spikes: [{ pod: "web", atS: 0, needMillicores: 300 }],
+      roles: { latency: ["web"], protected: ["web"], batch: ["batch"], contending: [] },
+    };
+  }
+  const base = 25; // requests/s: 200m
+  const peak = 70; // requests/s: 560m
+  const schedule = [[0, base], [at(0.25), peak], [at(0.5), base], [at(0.7), peak], [
+    at(0.85),
+    base,
+  ]];
+  const onS = Math.max(5, at(0.1));
+  const spikes: DemandSpike[] = [
+    { pod: "web", atS: at(0.25), needMillicores: peak * COST_MS },
+    { pod: "web", atS: at(0.7), needMillicores: peak * COST_MS },
+  ];
+  for (let t = 0; t < d; t += 2 * onS) spikes.push({ pod: "bursty", atS: t, needMillicores: 1000 });
+  return {
+    name,
+    description:
+      "latency service with load steps, bursty service, batch job, late batch job, idle pod",
+    durationSeconds: d,
+    allocatableMillicores,
+    pods: [
+      {
+        name: "web",
+        workload: "latency",
+        requestMillicores: 250,
+        limitMillicores: 300,
+        args: [
+          "--rate-schedule",
+          schedule.map(([s, r]) => `${s}:${r}`).join(","),
+          "--cost-ms",
+          String(COST_MS),
+        ],
+      },
+      {
+        name: "bursty",
+        workload: "bursty",
+        requestMillicores: 250,
+        limitMillicores: 300,
+        args: ["--on-s", String(onS), "--off-s", String(onS), "--parallelism", "1"],
+      },
+      {
+        name: "batch-a",
+        workload: "batch",
+        requestMillicores: 250,
+        limitMillicores: 500,
+        args: ["--parallelism", "1"],
+      },
+      {
+        name: "batch-b",
+        workload: "bursty",
+        requestMillicores: 250,
+        limitMillicores: 500,
+        args: [
+          "--on-s",
+          String(at(0.5)),
+          "--off-s",
+          String(d - at(0.5)),
+          "--phase-offset-s",
+          String(at(0.3)),
+          "--parallelism",
+          "1",
+        ],
+      },
+      {
+        name: "idle",
+        workload: "idle",
+        requestMillicores: 100,
+        limitMillicores: 200,
+        args: [],
+      },
+    ],
+    spikes: spikes.sort((a, b) => a.atS - b.atS),
+    roles: {
+      latency: ["web"],
+      protected: ["web", "bursty"],
+      batch: ["batch-a", "batch-b"],
+      contending: ["batch-a", "batch-b"],
+    },
+  };
+}
