@@ -143,7 +143,10 @@ export class LabRuntime implements ContainerRuntime {
 
   /** The measurement file of a running pod's container. */
   outputFile(key: string, container: string): string | undefined {
-    return this.#pods.get(key)?.containers.get(container)?.out;
+    for (const pod of this.#pods.values()) {
+      if (pod.key === key) return pod.containers.get(container)?.out;
+    }
+    return undefined;
   }
 
   /** Starts the pod's containers once; later calls return the same ids. */

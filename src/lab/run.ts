@@ -74,6 +74,8 @@ export interface LabOptions {
   onSecond?: (second: LabSecond) => void;
   /** Progress lines. */
   log?: (line: string) => void;
+  /** Extra flags for the agent and the controller (default: none, the shipped defaults). */
+  mbcasFlags?: { agent?: string[]; controller?: string[] };
 }
 
 /** Why a lab cannot run here (root, cgroups), or null. */
@@ -142,7 +144,13 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
     let agentMetricsPort: number | null = null;
     if (policy === "mbcas") {
       agentMetricsPort = freePort();
-      const processes = startMbcas(testbed, cgroupRoot, resultsDir, agentMetricsPort);
+      const processes = startMbcas(
+        testbed,
+        cgroupRoot,
+        resultsDir,
+        agentMetricsPort,
+        options.mbcasFlags ?? {},
+      );
       cleanups.push(() => stopProcesses(processes));
       log("started the MBCAS agent and controller");
     }
@@ -370,6 +378,7 @@ function startMbcas(
   cgroupRoot: string,
   logDir: string,
   agentMetricsPort: number,
+  flags: { agent?: string[]; controller?: string[] },
 ): Deno.ChildProcess[] {
   const spawn = (task: string, args: string[]) => {
     const { flags, entry } = taskRun(task);
@@ -397,6 +406,7 @@ function startMbcas(
       "127.0.0.1",
       "--metrics-port",
       String(agentMetricsPort),
+      ...(flags.agent ?? []),
     ]),
     spawn("controller", [
       "--kubeconfig",
@@ -405,6 +415,7 @@ function startMbcas(
       "127.0.0.1",
       "--metrics-port",
       String(freePort()),
+      ...(flags.controller ?? []),
     ]),
   ];
 }

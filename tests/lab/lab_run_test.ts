@@ -1,0 +1,86 @@
+/**
+ * A short lab run through the whole chain on real CPU: the lab kubelet runs
+ * a latency service as a real process in a real cgroup with a 150m CFS
+ * quota, its load needs 300m for the first half and nothing after. The real
+ * agent reads the kernel's throttling, the market raises the allocation, the
+ * real controller resizes the pod, and the lab kubelet rewrites the quota;
+ * after the load stops the limit comes down again. Nothing is left behind:
+ * no process, cgroup or mount.
+ */
+import assert from "node:assert/strict";
+import { labMissing, runLab } from "../../src/lab/run.ts";
+import { buildScenario } from "../../src/lab/scenario.ts";
+import { renderReport } from "../../src/lab/report.ts";
+import { requireOrSkip, testbedMissing } from "../_support/requirements.ts";
+
+function leftovers(): string[] {
+  const found: string[] = [];
+  for (const h of ["cpu", "cpuacct", "unified", ""]) {
+    try {
+      for (const e of Deno.readDirSync(`/sys/fs/cgroup/${h}`)) {
+        if (e.isDirectory && e.name.startsWith("mbcas-lab-")) found.push(`cgroup ${h}/${e.name}`);
+      }
+    } catch {
+      // hierarchy not mounted
+    }
+  }
+  for (const line of Deno.readTextFileSync("/proc/mounts").split("\n")) {
+    if (line.includes("mbcas-lab-cgroup-")) found.push(`mount ${line.split(" ")[1]}`);
+  }
+  const ps = new Deno.Command("pgrep", { args: ["-f", "src/lab/workload.ts"] }).outputSync();
+  const pids = new TextDecoder().decode(ps.stdout).trim();
+  if (pids !== "") found.push(`workload processes ${pids}`);
+  return found;
+}
+
+requireOrSkip(
+  "lab (real CPU): MBCAS raises a throttled pod's limit through the whole chain and lowers it after the load stops",
+  labMissing() ?? testbedMissing(),
+  async () => {
+    assert.deepEqual(leftovers(), [], "nothing of an earlier lab run is around");
+    const duration = 50;
+    const scenario = buildScenario("spike", duration, 1600);
+    const run = await runLab({
+      scenario,
+      policy: "mbcas",
+      seed: 3,
+      // A short memory and cooldown, so that a 50 s run shows the way down too.
+      mbcasFlags: {
+        agent: ["--release-half-life-seconds", "4", "--market-interval-ms", "1000"],
+        controller: ["--cooldown-seconds", "5"],
+      },
+    });
+    assert.deepEqual(leftovers(), [], "no process, cgroup or mount left");
+    assert.equal(run.durationSeconds, duration);
+    const web = run.samples.filter((s) => s.pod === "web");
+    assert.ok(web.length >= duration - 2, `a sample a second (${web.length})`);
+    const declared = 150;
+    const loaded = web.filter((s) => s.t <= duration / 2);
+    const peak = Math.max(...loaded.map((s) => s.limitMillicores ?? 0));
+    assert.ok(peak >= 250, `the kernel limit rose from ${declared}m to ${peak}m under load`);
+    assert.ok(
+      loaded.some((s) => (s.allocationMillicores ?? 0) >= 250),
+      "the published allocation rose",
+    );
+    const raises = run.resizes.filter((r) =>
+      r.pod === "web" && (r.toMillicores ?? Infinity) > (r.fromMillicores ?? 0)
+    );
+    assert.ok(raises.length >= 1, "a kernel resize raised the limit");
+    const usage = loaded.slice(5).map((s) => s.usageMillicores).sort((a, b) => a - b);
+    assert.ok(
+      usage[Math.floor(usage.length / 2)] >= 220,
+      `median usage ${usage} near the 300m need`,
+    );
+    const end = web[web.length - 1].limitMillicores ?? Infinity;
+    assert.ok(end <= peak * 0.75, `the limit came down after the load stopped: ${peak}m → ${end}m`);
+    assert.ok(
+      run.resizes.some((r) =>
+        r.pod === "web" && r.t > duration / 2 &&
+        (r.toMillicores ?? Infinity) < (r.fromMillicores ?? Infinity)
+      ),
+      "a kernel resize lowered the limit after the load stopped",
+    );
+    assert.ok(run.latencies.some((l) => l.latenciesMs.length > 0), "the service served requests");
+    assert.match(renderReport(run), /data-chart="cpu-0"/);
+  },
+);
