@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { programArgs } from "../src/config/mod.ts";
 const COMPONENTS = ["controller", "agent"] as const;
 
 /** Why a failed `deno compile` failed, in one sentence, when it is a known cause; else null. */
@@ -52,4 +53,4 @@ async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) Deno.exit(await main(programArgs()));

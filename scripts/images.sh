@@ -29,6 +29,7 @@ load=1
 for arg in "$@"; do
   case "$arg" in
     --no-load) load=0 ;;
+    --) ;; # `deno task images -- --no-load` passes the separator on
     -h | --help)
       usage
       exit 0

@@ -148,13 +148,15 @@ interface ContainerTrack {
   demand: DemandState | null;
   usageMillicores: number | null;
   throttledRatio: number;
+  /** An "unreadable" sampling error was logged for this container. */
+  warnedUnreadable?: boolean;
 }
 
 /** Counters, for metrics and tests. */
 export interface AgentStats {
   /** Sampling passes. */
   samples: number;
-  /** Sampling errors (vanished, missing, malformed, resets). */
+  /** Sampling errors (vanished, missing, malformed, unreadable, resets). */
   sampleErrors: number;
   /** Market clearings. */
   clearings: number;
@@ -306,6 +308,14 @@ export class NodeAgent {
       if (result.status !== "ok") {
         this.stats.sampleErrors++;
         this.#metrics.samplingErrors.inc({ kind: result.status });
+        if (result.status === "unreadable" && !track.warnedUnreadable) {
+          // Once per container: a node whose cgroup files this user may not read.
+          track.warnedUnreadable = true;
+          this.#o.log?.("warn", "cannot read a container's cgroup files", {
+            container: id,
+            detail: result.detail,
+          });
+        }
         track.previous = null;
         continue;
       }

@@ -14,7 +14,7 @@ import { configureLogging, logger, logSink } from "../log/mod.ts";
 import { Registry } from "../metrics/mod.ts";
 import { serveProbes, stopSignal } from "../serve/mod.ts";
 import { NodeAgent } from "./agent.ts";
-import { ConfigError } from "../config/mod.ts";
+import { ConfigError, programArgs } from "../config/mod.ts";
 import { type AgentConfig, parseAgentConfig } from "./config.ts";
 
 /** Runs the agent until SIGINT/SIGTERM; returns the exit code. */
@@ -61,7 +61,7 @@ export async function runAgent(config: AgentConfig): Promise<number> {
 if (import.meta.main) {
   let config: AgentConfig;
   try {
-    config = parseAgentConfig(Deno.args, (name) => Deno.env.get(name));
+    config = parseAgentConfig(programArgs(), (name) => Deno.env.get(name));
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(`mbcas-agent: ${error.message}`);

@@ -121,6 +121,9 @@ function toResult(
         ? { status: "missing-file", file: error.file }
         : { status: "vanished", path: dir };
     }
+    if (error instanceof UnreadableFile) {
+      return { status: "unreadable", file: error.file, detail: error.message };
+    }
     if (error instanceof MalformedFile) {
       return {
         status: "malformed",
@@ -130,6 +133,31 @@ function toResult(
     }
     throw error;
   }
+}
+
+/**
+ * A file the process may not read: the kernel said EACCES (a node whose
+ * cgroup files are not world-readable, with a non-root agent), or Deno's
+ * permission set does not cover the path.
+ */
+class UnreadableFile extends Error {
+  constructor(readonly file: string, cause: Error) {
+    super(
+      cause instanceof Deno.errors.NotCapable
+        ? `${file} is outside the program's --allow-read paths`
+        : `${file} is not readable by this user (${cause.message})`,
+    );
+  }
+}
+
+/** Rethrows a read error as a typed one: missing (when `required`), unreadable, or as it is. */
+function fileError(error: unknown, path: string, required: boolean): null {
+  if (error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable) {
+    throw new UnreadableFile(path, error);
+  }
+  if (!(error instanceof Deno.errors.NotFound)) throw error;
+  if (required) throw new MissingFile(path);
+  return null;
 }
 
 /** A required file was absent. */
@@ -186,9 +214,7 @@ function readWhole(spec: FileSpec): string | null {
   try {
     return Deno.readTextFileSync(spec.path);
   } catch (error) {
-    if (!(error instanceof Deno.errors.NotFound)) throw error;
-    if (spec.required) throw new MissingFile(spec.path);
-    return null;
+    return fileError(error, spec.path, spec.required);
   }
 }
 
@@ -276,9 +302,7 @@ export class CgroupSampler {
         try {
           files.push(Deno.openSync(spec.path, { read: true }));
         } catch (error) {
-          if (!(error instanceof Deno.errors.NotFound)) throw error;
-          if (spec.required) throw new MissingFile(spec.path);
-          files.push(null);
+          files.push(fileError(error, spec.path, spec.required));
         }
       }
     } catch (error) {

@@ -133,7 +133,8 @@ export type SampleResult =
   | { status: "ok"; sample: CpuSample }
   | { status: "vanished"; path: string }
   | { status: "missing-file"; file: string }
-  | { status: "malformed"; file: string; detail: string };
+  | { status: "malformed"; file: string; detail: string }
+  | { status: "unreadable"; file: string; detail: string };
 
 /** CPU signals from two samples of one container. */
 export interface CpuSignals {

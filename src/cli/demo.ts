@@ -11,11 +11,12 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { z } from "zod";
+import { parseCliOptions } from "./_options.ts";
 import { renderReport } from "../lab/report.ts";
 import { labMissing, type LabSecond, runLab } from "../lab/run.ts";
 import { buildScenario, SCENARIOS } from "../lab/scenario.ts";
+import { programArgs } from "../config/mod.ts";
 
 const USAGE = `usage: deno task demo [--duration SECONDS] [--scenario ${
   SCENARIOS.join("|")
@@ -41,6 +42,7 @@ const optionsSchema = z.object({
   }),
   seed: z.coerce.number({ error: "must be a number" }).int("must be a whole number").min(0),
   report: z.string().min(1, "must name a file"),
+  "no-live": z.boolean(),
 });
 
 /** Allocatable CPU of the lab node: the machine's cores minus 400m for the lab's own processes. */
@@ -69,44 +71,23 @@ function table(second: LabSecond, duration: number): string {
 }
 
 async function main(args: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        duration: { type: "string", default: "180" },
-        quick: { type: "boolean", default: false },
-        scenario: { type: "string", default: "mixed" },
-        policy: { type: "string", default: "mbcas" },
-        seed: { type: "string", default: "1" },
-        report: { type: "string", default: "report.html" },
-        "no-live": { type: "boolean", default: false },
-        help: { type: "boolean", default: false },
-      },
-    }));
-  } catch (error) {
-    console.error(`demo: ${(error as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  const parsed = optionsSchema.safeParse({
-    ...values,
-    duration: values.quick ? "60" : values.duration,
-  });
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const field = String(issue.path[0]);
-    console.error(
-      `demo: --${field} ${
-        JSON.stringify((values as Record<string, unknown>)[field])
-      }: ${issue.message}`,
-    );
-    return 2;
-  }
-  const options = parsed.data;
+  const options = parseCliOptions(
+    "demo",
+    args,
+    {
+      duration: { type: "string", default: "180" },
+      quick: { type: "boolean", default: false },
+      scenario: { type: "string", default: "mixed" },
+      policy: { type: "string", default: "mbcas" },
+      seed: { type: "string", default: "1" },
+      report: { type: "string", default: "report.html" },
+      "no-live": { type: "boolean", default: false },
+    },
+    optionsSchema,
+    USAGE,
+    (values) => ({ ...values, duration: values.quick ? "60" : values.duration }),
+  );
+  if (typeof options === "number") return options;
   const missing = labMissing();
   if (missing !== null) {
     console.error(`demo: the lab cannot run here: ${missing}`);
@@ -120,7 +101,7 @@ async function main(args: string[]): Promise<number> {
   };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
-  const live = Deno.stdout.isTerminal() && !values["no-live"];
+  const live = Deno.stdout.isTerminal() && !options["no-live"];
   console.error(
     `demo: scenario ${scenario.name} (${scenario.description}), policy ${options.policy}, ${options.duration} s, node ${scenario.allocatableMillicores}m`,
   );
@@ -149,4 +130,4 @@ async function main(args: string[]): Promise<number> {
   }
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) Deno.exit(await main(programArgs()));

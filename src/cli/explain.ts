@@ -9,12 +9,13 @@ import * as k8s from "@kubernetes/client-node";
 import { formatMarketTable } from "../agent/explain.ts";
 import { GROUP, PLURAL, type PodAllocation, validatePodAllocation, VERSION } from "../api/mod.ts";
 import { errorMessage, KubeConfigError, loadKubeConfig, makeApiClient } from "../k8s/mod.ts";
+import { programArgs } from "../config/mod.ts";
 
 if (import.meta.main) {
   let values;
   try {
     values = parseArgs({
-      args: Deno.args,
+      args: programArgs(),
       options: {
         node: { type: "string" },
         kubeconfig: { type: "string" },

@@ -19,6 +19,7 @@ import {
   readSample,
   type SampleResult,
 } from "../cgroup/mod.ts";
+import { programArgs } from "../config/mod.ts";
 
 const USAGE = `usage: deno task inspect -- [--cgroup-root DIR] [--interval-ms N]
 
@@ -156,6 +157,6 @@ function round(value: number, digits = 1): number {
 }
 
 if (import.meta.main) {
-  const code = await runInspectCli(Deno.args, console.log, console.error);
+  const code = await runInspectCli(programArgs(), console.log, console.error);
   Deno.exit(code);
 }

@@ -8,13 +8,14 @@
  * @module
  */
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { z } from "zod";
+import { parseCliOptions } from "./_options.ts";
 import { benchRow, type LabBenchRow } from "../lab/metrics.ts";
 import { renderComparisonSvg, renderReport } from "../lab/report.ts";
 import { labMissing, runLab } from "../lab/run.ts";
 import { buildScenario, type Scenario, SCENARIOS } from "../lab/scenario.ts";
 import type { LabPolicy } from "../lab/types.ts";
+import { programArgs } from "../config/mod.ts";
 
 const POLICIES: readonly LabPolicy[] = ["static", "none", "vpa", "mbcas"];
 const USAGE = `usage: deno task lab-bench [--duration SECONDS] [--scenario ${SCENARIOS.join("|")}]
@@ -139,39 +140,20 @@ export function formatTable(rows: LabBenchRow[], scenario: Scenario): string {
 }
 
 async function main(args: string[]): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        duration: { type: "string", default: "150" },
-        scenario: { type: "string", default: "mixed" },
-        seed: { type: "string", default: "1" },
-        policies: { type: "string", default: POLICIES.join(",") },
-        out: { type: "string", default: "lab-bench-results" },
-        help: { type: "boolean", default: false },
-      },
-    }));
-  } catch (error) {
-    console.error(`lab-bench: ${(error as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  const parsed = optionsSchema.safeParse(values);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const field = String(issue.path[0]);
-    console.error(
-      `lab-bench: --${field} ${
-        JSON.stringify((values as Record<string, unknown>)[field])
-      }: ${issue.message}`,
-    );
-    return 2;
-  }
-  const options = parsed.data;
+  const options = parseCliOptions(
+    "lab-bench",
+    args,
+    {
+      duration: { type: "string", default: "150" },
+      scenario: { type: "string", default: "mixed" },
+      seed: { type: "string", default: "1" },
+      policies: { type: "string", default: POLICIES.join(",") },
+      out: { type: "string", default: "lab-bench-results" },
+    },
+    optionsSchema,
+    USAGE,
+  );
+  if (typeof options === "number") return options;
   const missing = labMissing();
   if (missing !== null) {
     console.error(`lab-bench: the lab cannot run here: ${missing}`);
@@ -195,8 +177,9 @@ async function main(args: string[]): Promise<number> {
     runs.push(run);
     rows.push(benchRow(run, scenario));
     await Deno.writeTextFile(join(options.out, `report-${policy}.html`), renderReport(run));
+    // After every policy, so a failure later keeps what was measured.
+    await Deno.writeTextFile(join(options.out, "results.json"), JSON.stringify({ rows, runs }));
   }
-  await Deno.writeTextFile(join(options.out, "results.json"), JSON.stringify({ rows, runs }));
   await Deno.writeTextFile(join(options.out, "comparison.svg"), renderComparisonSvg(rows));
   console.log(
     `lab bench: scenario ${scenario.name}, ${options.duration} s per policy, seed ${options.seed}, node ${allocatable}m on ${navigator.hardwareConcurrency} cores`,
@@ -208,4 +191,4 @@ async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) Deno.exit(await main(programArgs()));

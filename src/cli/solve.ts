@@ -12,6 +12,7 @@
 import { parseArgs } from "node:util";
 import { clearMarket, MarketInputError, parseMarketJson } from "../solver/mod.ts";
 import type { Clearing } from "../solver/mod.ts";
+import { programArgs } from "../config/mod.ts";
 
 const USAGE = `usage: deno task solve [--pretty] < market.json
 
@@ -159,7 +160,7 @@ class Writer {
 
 if (import.meta.main) {
   const code = await runSolveCli(
-    Deno.args,
+    programArgs(),
     Deno.stdin.readable,
     Deno.stdout.writable,
     Deno.stderr.writable,

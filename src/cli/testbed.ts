@@ -17,6 +17,7 @@ import {
 } from "../testbed/mod.ts";
 import { GROUP, PLURAL } from "../api/mod.ts";
 import * as k8s from "@kubernetes/client-node";
+import { programArgs } from "../config/mod.ts";
 
 const USAGE = `usage: deno task testbed [--nodes N] [--node-cpu MILLICORES]
 
@@ -33,7 +34,7 @@ if (import.meta.main) {
   let options: z.infer<typeof optionsSchema>;
   try {
     const { values } = parseArgs({
-      args: Deno.args,
+      args: programArgs(),
       options: {
         nodes: { type: "string", default: "1" },
         "node-cpu": { type: "string", default: "4000" },

@@ -74,3 +74,12 @@ export function readOptions<S extends z.ZodType>(
   }
   return parsed.data;
 }
+
+/**
+ * The program's arguments without the `--` that `deno task NAME -- ARGS`
+ * passes on (Deno 2.9 keeps it), so both `deno task agent --node-name a` and
+ * `deno task agent -- --node-name a` work.
+ */
+export function programArgs(args: readonly string[] = Deno.args): string[] {
+  return args[0] === "--" ? args.slice(1) : [...args];
+}

@@ -11,7 +11,7 @@ import { parseMillicores } from "../api/mod.ts";
 import { LOG_LEVELS } from "../log/mod.ts";
 import type { ResizePolicyConfig } from "./policy.ts";
 
-/** Every option: flag name, environment variable, default, and meaning (the README's reference is generated from this). */
+/** Every option: flag name, environment variable, default, and meaning (a test keeps the README's reference table in step with this). */
 export const CONTROLLER_OPTIONS = {
   kubeconfig: {
     env: "KUBECONFIG",

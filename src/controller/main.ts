@@ -15,6 +15,7 @@ import { ConfigError, type ControllerConfig, parseControllerConfig } from "./con
 import { EventRecorder } from "./events.ts";
 import { LeaderElector } from "./leader.ts";
 import { ResizeController } from "./reconciler.ts";
+import { programArgs } from "../config/mod.ts";
 
 /** Runs the controller until SIGINT/SIGTERM; returns the exit code. */
 export async function runController(config: ControllerConfig): Promise<number> {
@@ -89,7 +90,7 @@ export async function runController(config: ControllerConfig): Promise<number> {
 if (import.meta.main) {
   let config: ControllerConfig;
   try {
-    config = parseControllerConfig(Deno.args, (name) => Deno.env.get(name));
+    config = parseControllerConfig(programArgs(), (name) => Deno.env.get(name));
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(`mbcas-controller: ${error.message}`);

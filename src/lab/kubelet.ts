@@ -15,7 +15,7 @@
 import type * as k8s from "@kubernetes/client-node";
 import { join } from "node:path";
 import { parseMillicores } from "../api/mod.ts";
-import { containerID, type ContainerRuntime, KubeletSimulator } from "../testbed/mod.ts";
+import { containerID, type ContainerRuntime, KubeletSimulator, terminate } from "../testbed/mod.ts";
 import type { ResizeResponse } from "../testbed/mod.ts";
 import type { LabCgroups, QosDir } from "./cgroups.ts";
 import type { WorkloadKind } from "./types.ts";
@@ -271,7 +271,7 @@ export class LabRuntime implements ContainerRuntime {
     const state = this.#pods.get(uid);
     if (state === undefined) return;
     this.#pods.delete(uid);
-    await Promise.all([...state.containers.values()].map((c) => stopProcess(c.child)));
+    await Promise.all([...state.containers.values()].map((c) => terminate(c.child, 2000)));
     await this.#options.cgroups.remove(state.podPath);
   }
 
@@ -323,23 +323,6 @@ export class LabKubelet {
 function sumLimits(limits: (number | null)[]): number | null {
   if (limits.length === 0 || limits.some((l) => l === null)) return null;
   return (limits as number[]).reduce((a, b) => a + b, 0);
-}
-
-async function stopProcess(child: Deno.ChildProcess): Promise<void> {
-  try {
-    child.kill("SIGTERM");
-  } catch {
-    return; // already exited
-  }
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // exited meanwhile
-    }
-  }, 2000);
-  await child.status;
-  clearTimeout(timer);
 }
 
 function hashName(text: string): number {

@@ -16,12 +16,13 @@ import { join } from "node:path";
 import { GROUP, parseMillicores, PLURAL, type PodAllocationSpec, VERSION } from "../api/mod.ts";
 import { computeSignals, type CpuSample, detectLayout, readSample } from "../cgroup/mod.ts";
 import { MANAGED_LABEL } from "../controller/mod.ts";
-import { makeApiClient, patchPodResize } from "../k8s/mod.ts";
+import { errorMessage, makeApiClient, patchPodResize } from "../k8s/mod.ts";
 import {
   applyManifests,
   freePort,
   MANIFESTS,
   startTestbed,
+  terminate,
   type Testbed,
   waitForCrd,
 } from "../testbed/mod.ts";
@@ -151,7 +152,7 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
         agentMetricsPort,
         options.mbcasFlags ?? {},
       );
-      cleanups.push(() => stopProcesses(processes));
+      cleanups.push(() => Promise.all(processes.map((p) => terminate(p))).then(() => {}));
       log("started the MBCAS agent and controller");
     }
 
@@ -233,7 +234,7 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
         options.onSecond?.({ t: second, samples: now, price, resizes: kernelResizes.length });
       }
       if (vpa !== null && second > 0 && second % APPLY_EVERY_SECONDS === 0) {
-        await applyVpa(core, vpa, requests);
+        await applyVpa(core, vpa, requests, log);
       }
     }
     const pods = scenario.pods.map((p) => ({
@@ -356,19 +357,31 @@ async function readAgentMetrics(
   }
 }
 
-/** Sets each pod's limit to its VPA-style recommendation where it differs. */
+/**
+ * Sets each pod's limit to its VPA-style recommendation where it differs.
+ * A limit equal to the request would turn the lab's pods (memory request =
+ * limit) Guaranteed, which the API refuses; like MBCAS's QoS guard it is
+ * then 1m above the request.
+ */
 async function applyVpa(
   core: k8s.CoreV1Api,
   histograms: Map<string, CpuHistogram>,
   requests: Map<string, number>,
+  log: (line: string) => void,
 ): Promise<void> {
   for (const [name, histogram] of histograms) {
-    const limit = recommendedLimit(histogram, requests.get(name) ?? 0);
-    if (limit === null) continue;
-    const pod = await core.readNamespacedPod({ name, namespace: LAB_NAMESPACE });
-    const current = parseMillicores(pod.spec?.containers[0].resources?.limits?.cpu ?? "0");
-    if (current === limit) continue;
-    await patchPodResize(core, LAB_NAMESPACE, name, [{ name: "app", cpuLimit: `${limit}m` }]);
+    const request = requests.get(name) ?? 0;
+    const recommended = recommendedLimit(histogram, request);
+    if (recommended === null) continue;
+    const limit = Math.max(recommended, request + 1);
+    try {
+      const pod = await core.readNamespacedPod({ name, namespace: LAB_NAMESPACE });
+      const current = parseMillicores(pod.spec?.containers[0].resources?.limits?.cpu ?? "0");
+      if (current === limit) continue;
+      await patchPodResize(core, LAB_NAMESPACE, name, [{ name: "app", cpuLimit: `${limit}m` }]);
+    } catch (error) {
+      log(`vpa: resizing ${name} to ${limit}m failed: ${errorMessage(error)}`);
+    }
   }
 }
 
@@ -418,17 +431,6 @@ function startMbcas(
       ...(flags.controller ?? []),
     ]),
   ];
-}
-
-async function stopProcesses(children: Deno.ChildProcess[]): Promise<void> {
-  for (const child of children) {
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // gone
-    }
-  }
-  await Promise.all(children.map((c) => c.status));
 }
 
 /** Complete JSON lines appended to `file` since the last call. */

@@ -336,7 +336,8 @@ async function waitFor(
   );
 }
 
-async function terminate(child: Deno.ChildProcess): Promise<void> {
+/** Stops a child process: SIGTERM, then SIGKILL after `graceMs`; resolves when it has exited. */
+export async function terminate(child: Deno.ChildProcess, graceMs = 5000): Promise<void> {
   try {
     child.kill("SIGTERM");
   } catch {
@@ -348,7 +349,7 @@ async function terminate(child: Deno.ChildProcess): Promise<void> {
     } catch {
       // gone
     }
-  }, 5000);
+  }, graceMs);
   await child.status;
   clearTimeout(timer);
 }

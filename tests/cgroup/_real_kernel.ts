@@ -6,6 +6,7 @@
  * real CPU-burning processes in it. Everything is removed by `cleanup()`.
  */
 import { join } from "node:path";
+import { LabCgroups } from "../../src/lab/cgroups.ts";
 
 const CGROUP = "/sys/fs/cgroup";
 
@@ -33,29 +34,25 @@ export interface RealContainer {
   pid?: number;
 }
 
-/** A real kubelet-style tree. */
+/** A real kubelet-style tree: the lab's {@link LabCgroups} with burners in it. */
 export class RealCgroupTree {
-  readonly prefix = `mbcas-test-${crypto.randomUUID().slice(0, 8)}`;
+  readonly cgroups = new LabCgroups(`mbcas-test-${crypto.randomUUID().slice(0, 8)}`);
   readonly podUID = crypto.randomUUID();
-  readonly hierarchies: string[];
   #children: Deno.ChildProcess[] = [];
-  #dirs: string[] = []; // relative, in creation order
-  #mountpoint: string | null = null;
 
-  constructor() {
-    this.hierarchies = ["cpu", "cpuacct"].map((h) => join(CGROUP, h));
-    const unified = join(CGROUP, "unified");
-    try {
-      Deno.statSync(join(unified, "cgroup.procs"));
-      this.hierarchies.push(unified);
-    } catch {
-      // pure v1: no PSI at cgroup level
-    }
+  /** The tree's top directory name. */
+  get prefix(): string {
+    return this.cgroups.root.slice(1);
+  }
+
+  /** The hierarchy roots written to. */
+  get hierarchies(): string[] {
+    return this.cgroups.hierarchies;
   }
 
   /** The nested kubelet root, relative. */
   get kubepodsRoot(): string {
-    return `/${this.prefix}/kubepods`;
+    return this.cgroups.kubepods;
   }
 
   /** Creates `/prefix/kubepods/burstable/pod<uid>/<id>` in every hierarchy. */
@@ -65,30 +62,21 @@ export class RealCgroupTree {
     shares = 1024,
     podUID = this.podUID,
   ): RealContainer {
-    const podPath = `${this.kubepodsRoot}/burstable/pod${podUID}`;
-    for (
-      const rel of [`/${this.prefix}`, this.kubepodsRoot, `${this.kubepodsRoot}/burstable`, podPath]
-    ) {
-      this.#mkdir(rel);
-    }
-    const relativePath = `${podPath}/${id}`;
-    this.#mkdir(relativePath);
-    const cpu = join(CGROUP, "cpu", relativePath);
-    Deno.writeTextFileSync(join(cpu, "cpu.cfs_period_us"), "100000");
-    Deno.writeTextFileSync(join(cpu, "cpu.shares"), String(shares));
-    if (quotaMicros !== null) {
-      Deno.writeTextFileSync(join(cpu, "cpu.cfs_quota_us"), String(quotaMicros));
-    }
+    const podPath = this.cgroups.addPod("burstable", podUID);
+    const relativePath = this.cgroups.addContainer(podPath, id, (shares * 1000) / 1024);
+    this.cgroups.setLimit(relativePath, quotaMicros === null ? null : quotaMicros / 100);
     return { id, relativePath };
   }
 
   /** Starts a single-threaded busy loop inside the container's cgroups. */
   startBurner(container: RealContainer): void {
-    const joins = this.hierarchies.map((h) =>
-      `echo $$ > '${join(h, container.relativePath, "cgroup.procs")}'`
-    ).join(" && ");
     const child = new Deno.Command("/bin/sh", {
-      args: ["-c", `${joins} && exec /bin/sh -c 'while :; do :; done'`],
+      args: [
+        "-c",
+        `${
+          this.cgroups.joinCommand(container.relativePath)
+        } && exec /bin/sh -c 'while :; do :; done'`,
+      ],
       stdin: "null",
       stdout: "null",
       stderr: "inherit",
@@ -99,11 +87,7 @@ export class RealCgroupTree {
 
   /** Bind-mounts the whole cgroup tree at a path outside /sys (Deno reads /sys only with --allow-all). */
   bindMount(): string {
-    const dir = Deno.makeTempDirSync({ prefix: "mbcas-cgroup-bind-" });
-    run("mount", ["--rbind", CGROUP, dir]);
-    run("mount", ["--make-rslave", dir]);
-    this.#mountpoint = dir;
-    return dir;
+    return this.cgroups.bindMount();
   }
 
   /** Kills the burners and removes every cgroup and mount this tree made. */
@@ -117,49 +101,11 @@ export class RealCgroupTree {
       await child.status;
     }
     this.#children = [];
-    if (this.#mountpoint !== null) {
-      run("umount", ["-R", this.#mountpoint]);
-      Deno.removeSync(this.#mountpoint);
-      this.#mountpoint = null;
-    }
-    for (const rel of [...this.#dirs].reverse()) {
-      for (const h of this.hierarchies) {
-        for (let attempt = 0; attempt < 50; attempt++) {
-          try {
-            Deno.removeSync(join(h, rel));
-            break;
-          } catch (error) {
-            if (error instanceof Deno.errors.NotFound) break;
-            await new Promise((r) => setTimeout(r, 20)); // EBUSY until the killed task is reaped
-          }
-        }
-      }
-    }
-    this.#dirs = [];
+    await this.cgroups.cleanup();
   }
 
-  /** Whether any cgroup of this tree is still there. */
+  /** Hierarchies in which the tree still exists. */
   leftovers(): string[] {
-    return this.hierarchies.filter((h) => {
-      try {
-        Deno.statSync(join(h, this.prefix));
-        return true;
-      } catch {
-        return false;
-      }
-    });
-  }
-
-  #mkdir(rel: string): void {
-    if (this.#dirs.includes(rel)) return;
-    for (const h of this.hierarchies) Deno.mkdirSync(join(h, rel));
-    this.#dirs.push(rel);
-  }
-}
-
-function run(command: string, args: string[]): void {
-  const out = new Deno.Command(command, { args, stdout: "piped", stderr: "piped" }).outputSync();
-  if (!out.success) {
-    throw new Error(`${command} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+    return this.cgroups.leftovers();
   }
 }

@@ -143,3 +143,44 @@ Deno.test("sample: a quota change between samples is reported as the new limit",
     fixture.cleanup();
   }
 });
+
+Deno.test("sample: a file the program may not read is reported as unreadable, by both readers", async () => {
+  const { fixture, layout, limited, path } = node("v2-systemd");
+  const script = await Deno.makeTempFile({ suffix: ".ts" });
+  try {
+    const denied = `${layout.cpuDir}${path(limited)}/cpu.stat`;
+    const mod = new URL("../../src/cgroup/mod.ts", import.meta.url).href;
+    await Deno.writeTextFile(
+      script,
+      `import { CgroupSampler, detectLayout, readSample } from ${JSON.stringify(mod)};
+const layout = detectLayout(${JSON.stringify(fixture.root)});
+const a = readSample(layout, ${JSON.stringify(path(limited))}, 1);
+const b = new CgroupSampler(layout).read(${JSON.stringify(path(limited))}, 1);
+console.log(JSON.stringify([a, b]));`,
+    );
+    // Root reads any file whatever its mode, so the refusal comes from Deno's permissions.
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--no-prompt",
+        `--allow-read=${fixture.root}`,
+        `--deny-read=${denied}`,
+        script,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const results = JSON.parse(new TextDecoder().decode(out.stdout)) as SampleResult[];
+    for (const result of results) {
+      assert.equal(result.status, "unreadable");
+      if (result.status === "unreadable") {
+        assert.equal(result.file, denied);
+        assert.match(result.detail, /is outside the program's --allow-read paths/);
+      }
+    }
+  } finally {
+    fixture.cleanup();
+    await Deno.remove(script);
+  }
+});

@@ -13,6 +13,7 @@ import type {
   LabSample,
   WorkloadKind,
 } from "../../src/lab/types.ts";
+import type { BenchRow } from "../../src/lab/report.ts";
 
 /** Options of {@link syntheticRun}. */
 export interface SyntheticOptions {
@@ -183,4 +184,34 @@ export function expectedChartCount(run: LabRun): number {
     : 0;
   const price = run.prices.some((p) => p.price !== null) ? 1 : 0;
   return cpu + throttling + latency + price;
+}
+
+/** Two bench rows (static and MBCAS) for the comparison chart's tests. */
+export function syntheticBenchRows(): BenchRow[] {
+  return [
+    {
+      policy: "static",
+      latencyP50Ms: 12,
+      latencyP99Ms: 240,
+      throttledSeconds: { latency: 12.5, bursty: 30.1 },
+      batchCpuSeconds: 210,
+      utilisation: 0.52,
+      fairness: 0.71,
+      resizes: 0,
+      spikeToLimitP50S: null,
+      spikeToLimitP99S: null,
+    },
+    {
+      policy: "mbcas",
+      latencyP50Ms: 8,
+      latencyP99Ms: 60,
+      throttledSeconds: { latency: 0.8, bursty: 3.2 },
+      batchCpuSeconds: 330,
+      utilisation: 0.88,
+      fairness: 0.93,
+      resizes: 48,
+      spikeToLimitP50S: 2.1,
+      spikeToLimitP99S: 4.8,
+    },
+  ];
 }

@@ -11,7 +11,7 @@ import {
   processGroupMembers,
 } from "../_support/cdp.ts";
 import { requireOrSkip } from "../_support/requirements.ts";
-import { expectedChartCount, syntheticRun } from "./_synthetic_run.ts";
+import { expectedChartCount, syntheticBenchRows, syntheticRun } from "./_synthetic_run.ts";
 
 interface RenderedSeries {
   tag: string;
@@ -86,32 +86,7 @@ requireOrSkip(
       const svgPath = join(dir, "comparison.svg");
       await Deno.writeTextFile(
         svgPath,
-        renderComparisonSvg([
-          {
-            policy: "static",
-            latencyP50Ms: 12,
-            latencyP99Ms: 240,
-            throttledSeconds: { latency: 12.5, bursty: 30.1 },
-            batchCpuSeconds: 210,
-            utilisation: 0.52,
-            fairness: 0.71,
-            resizes: 0,
-            spikeToLimitP50S: null,
-            spikeToLimitP99S: null,
-          },
-          {
-            policy: "mbcas",
-            latencyP50Ms: 8,
-            latencyP99Ms: 60,
-            throttledSeconds: { latency: 0.8, bursty: 3.2 },
-            batchCpuSeconds: 330,
-            utilisation: 0.88,
-            fairness: 0.93,
-            resizes: 48,
-            spikeToLimitP50S: 2.1,
-            spikeToLimitP99S: 4.8,
-          },
-        ]),
+        renderComparisonSvg(syntheticBenchRows()),
       );
 
       browser = await launchChromium();

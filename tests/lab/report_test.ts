@@ -7,7 +7,7 @@ import {
   renderReport,
 } from "../../src/lab/report.ts";
 import type { LabRun } from "../../src/lab/types.ts";
-import { expectedChartCount, syntheticRun } from "./_synthetic_run.ts";
+import { expectedChartCount, syntheticBenchRows, syntheticRun } from "./_synthetic_run.ts";
 
 const VOID = new Set(["meta", "br", "hr", "img", "input", "link"]);
 
@@ -307,33 +307,12 @@ Deno.test("renderReport: deterministic, and the data shows", () => {
 
 // --- renderComparisonSvg ---
 
+/** The shared rows, with a null fairness and a key that needs escaping. */
 function benchRows(): BenchRow[] {
-  return [
-    {
-      policy: "static",
-      latencyP50Ms: 12,
-      latencyP99Ms: 240,
-      throttledSeconds: { latency: 12.5, bursty: 30.1 },
-      batchCpuSeconds: 210,
-      utilisation: 0.52,
-      fairness: 0.71,
-      resizes: 0,
-      spikeToLimitP50S: null,
-      spikeToLimitP99S: null,
-    },
-    {
-      policy: "mbcas",
-      latencyP50Ms: 8,
-      latencyP99Ms: 60,
-      throttledSeconds: { latency: 0.8, bursty: 3.2, "<x&>": 1 },
-      batchCpuSeconds: 330,
-      utilisation: 0.88,
-      fairness: null,
-      resizes: 48,
-      spikeToLimitP50S: 2.1,
-      spikeToLimitP99S: 4.8,
-    },
-  ];
+  const rows = syntheticBenchRows();
+  rows[1].fairness = null;
+  rows[1].throttledSeconds["<x&>"] = 1;
+  return rows;
 }
 
 Deno.test("renderComparisonSvg: one bar per policy and metric, n/a for nulls, escaped keys", () => {
