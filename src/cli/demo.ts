@@ -14,7 +14,7 @@
 import { z } from "zod";
 import { parseCliOptions } from "./_options.ts";
 import { renderReport } from "../lab/report.ts";
-import { labMissing, type LabSecond, runLab } from "../lab/run.ts";
+import { labAllocatable, labMissing, type LabSecond, runLab } from "../lab/run.ts";
 import { buildScenario, SCENARIOS } from "../lab/scenario.ts";
 import { programArgs } from "../config/mod.ts";
 
@@ -44,11 +44,6 @@ const optionsSchema = z.object({
   report: z.string().min(1, "must name a file"),
   "no-live": z.boolean(),
 });
-
-/** Allocatable CPU of the lab node: the machine's cores minus 400m for the lab's own processes. */
-function labAllocatable(): number {
-  return Math.max(1000, navigator.hardwareConcurrency * 1000 - 400);
-}
 
 function table(second: LabSecond, duration: number): string {
   const fmt = (v: number | null) => (v === null ? "-" : `${v}m`);

@@ -12,7 +12,7 @@ import { z } from "zod";
 import { parseCliOptions } from "./_options.ts";
 import { benchRow, type LabBenchRow } from "../lab/metrics.ts";
 import { renderComparisonSvg, renderReport } from "../lab/report.ts";
-import { labMissing, runLab } from "../lab/run.ts";
+import { labAllocatable, labMissing, runLab } from "../lab/run.ts";
 import { buildScenario, type Scenario, SCENARIOS } from "../lab/scenario.ts";
 import type { LabPolicy } from "../lab/types.ts";
 import { programArgs } from "../config/mod.ts";
@@ -159,7 +159,7 @@ async function main(args: string[]): Promise<number> {
     console.error(`lab-bench: the lab cannot run here: ${missing}`);
     return 1;
   }
-  const allocatable = Math.max(1000, navigator.hardwareConcurrency * 1000 - 400);
+  const allocatable = labAllocatable();
   const scenario = buildScenario(options.scenario, options.duration, allocatable);
   await Deno.mkdir(options.out, { recursive: true });
   const rows: LabBenchRow[] = [];

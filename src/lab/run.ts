@@ -15,6 +15,7 @@ import * as k8s from "@kubernetes/client-node";
 import { join } from "node:path";
 import { GROUP, parseMillicores, PLURAL, type PodAllocationSpec, VERSION } from "../api/mod.ts";
 import { computeSignals, type CpuSample, detectLayout, readSample } from "../cgroup/mod.ts";
+import { PRIORITY_ANNOTATION } from "../agent/mod.ts";
 import { MANAGED_LABEL } from "../controller/mod.ts";
 import { errorMessage, makeApiClient, patchPodResize } from "../k8s/mod.ts";
 import {
@@ -79,6 +80,15 @@ export interface LabOptions {
   mbcasFlags?: { agent?: string[]; controller?: string[] };
 }
 
+/**
+ * The lab node's allocatable CPU: the machine's, as a kubelet without
+ * reservations registers it. The lab's control plane, agent and controller
+ * share the machine with the pods, as system daemons share a node.
+ */
+export function labAllocatable(): number {
+  return navigator.hardwareConcurrency * 1000;
+}
+
 /** Why a lab cannot run here (root, cgroups), or null. */
 export function labMissing(): string | null {
   return labCgroupsMissing();
@@ -103,7 +113,7 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
   };
   try {
     log("starting the test bed (etcd, kube-apiserver, kube-controller-manager)");
-    const testbed = await startTestbed();
+    const testbed = await startTestbed({ log });
     cleanups.push(() => testbed.stop());
     const admin = new k8s.KubeConfig();
     admin.loadFromFile(testbed.identities.admin.kubeconfig);
@@ -278,6 +288,7 @@ function podManifest(pod: Scenario["pods"][number]): k8s.V1Pod {
       annotations: {
         [WORKLOAD_ANNOTATION]: pod.workload,
         [WORKLOAD_ARGS_ANNOTATION]: pod.args.join(" "),
+        ...(pod.priority === undefined ? {} : { [PRIORITY_ANNOTATION]: String(pod.priority) }),
       },
     },
     spec: {

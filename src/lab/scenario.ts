@@ -19,6 +19,8 @@ export interface ScenarioPod {
   limitMillicores: number;
   /** Workload options (`--name value` words). */
   args: string[];
+  /** `mbcas.io/priority` (the market weight is request × priority); default 1. */
+  priority?: number;
 }
 
 /** A moment a pod's demand jumps (the lab bench times the kernel limit's answer). */
@@ -71,13 +73,13 @@ const COST_MS = 8;
 
 /**
  * Builds a scenario for a run of `durationSeconds` on a node with
- * `allocatableMillicores` (the lab leaves the rest of the machine to its
- * control plane, agent and controller).
+ * `allocatableMillicores`.
  *
- * - `mixed`: a latency-sensitive service whose request rate steps up twice
- *   past its limit, a bursty service (on/off), an always-hungry batch job, a
- *   second batch job that arrives at 30% and leaves at 80% of the run, and an
- *   idle pod; total demand swings above and below the node's capacity.
+ * - `mixed`: a latency-critical service (priority 4) whose request rate
+ *   steps up twice past its limit, a bursty service (priority 2, on/off), an
+ *   always-hungry batch job, a second batch job that arrives at 30% and leaves
+ *   at 80% of the run (equal weights), and an idle pod; total demand swings
+ *   above and below the node's capacity.
  * - `spike`: one throttled service whose load jumps, then stops (the CI run).
  */
 export function buildScenario(
@@ -134,10 +136,12 @@ export function buildScenario(
     allocatableMillicores,
     pods: [
       {
+        // Latency-critical: its request covers the usual load, not the peaks.
         name: "web",
         workload: "latency",
-        requestMillicores: 250,
-        limitMillicores: 300,
+        requestMillicores: 300,
+        limitMillicores: 400,
+        priority: 4,
         args: [
           "--rate-schedule",
           schedule.map(([s, r]) => `${s}:${r}`).join(","),
@@ -148,21 +152,23 @@ export function buildScenario(
       {
         name: "bursty",
         workload: "bursty",
-        requestMillicores: 250,
+        requestMillicores: 200,
         limitMillicores: 300,
+        priority: 2,
         args: ["--on-s", String(onS), "--off-s", String(onS), "--parallelism", "1"],
       },
       {
+        // Batch takes what is left: small requests, equal weights.
         name: "batch-a",
         workload: "batch",
-        requestMillicores: 250,
+        requestMillicores: 100,
         limitMillicores: 500,
         args: ["--parallelism", "1"],
       },
       {
         name: "batch-b",
         workload: "bursty",
-        requestMillicores: 250,
+        requestMillicores: 100,
         limitMillicores: 500,
         args: [
           "--on-s",
