@@ -91,6 +91,7 @@ async function main(args: string[]): Promise<number> {
   const scenario = buildScenario(options.scenario, options.duration, labAllocatable());
   const abort = new AbortController();
   const onSignal = () => {
+    if (abort.signal.aborted) return; // `deno task` passes the terminal's Ctrl-C on as well
     console.error("\ndemo: stopping (Ctrl-C); tearing down and writing the report");
     abort.abort();
   };

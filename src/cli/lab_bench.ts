@@ -13,8 +13,8 @@ import { parseCliOptions } from "./_options.ts";
 import { benchRow, type LabBenchRow } from "../lab/metrics.ts";
 import { renderComparisonSvg, renderReport } from "../lab/report.ts";
 import { labAllocatable, labMissing, runLab } from "../lab/run.ts";
-import { buildScenario, type Scenario, SCENARIOS } from "../lab/scenario.ts";
-import type { LabPolicy } from "../lab/types.ts";
+import { buildScenario, type Scenario, type ScenarioName, SCENARIOS } from "../lab/scenario.ts";
+import type { LabPolicy, LabRun } from "../lab/types.ts";
 import { programArgs } from "../config/mod.ts";
 
 const POLICIES: readonly LabPolicy[] = ["static", "none", "vpa", "mbcas"];
@@ -26,7 +26,8 @@ const USAGE = `usage: deno task lab-bench [--duration SECONDS] [--scenario ${SCE
   --seed N       seed of the workloads' schedules (default 1)
   --policies L   which policies to run, in order (default all four)
   --out DIR      where to write results.json, comparison.svg and report-<policy>.html
-                 (default lab-bench-results)`;
+                 (default lab-bench-results)
+  --from FILE    recompute the table, chart and reports from a results.json instead of running`;
 
 const optionsSchema = z.object({
   duration: z.coerce.number({ error: "must be a number of seconds" }).int("must be whole seconds")
@@ -44,6 +45,7 @@ const optionsSchema = z.object({
     return list as LabPolicy[];
   }),
   out: z.string().min(1),
+  from: z.string().min(1, "must name a results.json").optional(),
 });
 
 /** MBCAS's targets from the issue, checked against the rows; one line each. */
@@ -149,11 +151,14 @@ async function main(args: string[]): Promise<number> {
       seed: { type: "string", default: "1" },
       policies: { type: "string", default: POLICIES.join(",") },
       out: { type: "string", default: "lab-bench-results" },
+      from: { type: "string" },
     },
     optionsSchema,
     USAGE,
   );
   if (typeof options === "number") return options;
+  await Deno.mkdir(options.out, { recursive: true });
+  if (options.from !== undefined) return await recompute(options.from, options.out);
   const missing = labMissing();
   if (missing !== null) {
     console.error(`lab-bench: the lab cannot run here: ${missing}`);
@@ -161,9 +166,8 @@ async function main(args: string[]): Promise<number> {
   }
   const allocatable = labAllocatable();
   const scenario = buildScenario(options.scenario, options.duration, allocatable);
-  await Deno.mkdir(options.out, { recursive: true });
   const rows: LabBenchRow[] = [];
-  const runs = [];
+  const runs: LabRun[] = [];
   for (const policy of options.policies) {
     console.error(
       `lab-bench: ${policy}: ${scenario.name}, ${options.duration} s, seed ${options.seed}`,
@@ -180,14 +184,50 @@ async function main(args: string[]): Promise<number> {
     // After every policy, so a failure later keeps what was measured.
     await Deno.writeTextFile(join(options.out, "results.json"), JSON.stringify({ rows, runs }));
   }
-  await Deno.writeTextFile(join(options.out, "comparison.svg"), renderComparisonSvg(rows));
+  await summarise(runs, rows, scenario, options.out);
+  return 0;
+}
+
+/** Writes the chart and prints the table and the targets. */
+async function summarise(
+  runs: LabRun[],
+  rows: LabBenchRow[],
+  scenario: Scenario,
+  out: string,
+): Promise<void> {
+  await Deno.writeTextFile(join(out, "comparison.svg"), renderComparisonSvg(rows));
+  const run = runs[0];
   console.log(
-    `lab bench: scenario ${scenario.name}, ${options.duration} s per policy, seed ${options.seed}, node ${allocatable}m on ${navigator.hardwareConcurrency} cores`,
+    `lab bench: scenario ${scenario.name}, ${run.durationSeconds} s per policy, seed ${run.seed}, node ${run.nodeCapacityMillicores}m on ${navigator.hardwareConcurrency} cores`,
   );
   console.log(formatTable(rows, scenario));
   console.log("");
   for (const line of checkTargets(rows, scenario)) console.log(line);
-  console.log(`\nwritten to ${await Deno.realPath(options.out)}`);
+  console.log(`\nwritten to ${await Deno.realPath(out)}`);
+}
+
+/** `--from`: the figures of recorded runs, recomputed. */
+async function recompute(from: string, out: string): Promise<number> {
+  let runs: LabRun[];
+  try {
+    runs = JSON.parse(await Deno.readTextFile(from)).runs;
+    if (!Array.isArray(runs) || runs.length === 0) throw new Error("it holds no runs");
+  } catch (error) {
+    console.error(`lab-bench: --from ${JSON.stringify(from)}: ${(error as Error).message}`);
+    return 2;
+  }
+  const first = runs[0];
+  const scenario = buildScenario(
+    first.scenario as ScenarioName,
+    first.durationSeconds,
+    first.nodeCapacityMillicores,
+  );
+  const rows = runs.map((run) => benchRow(run, scenario));
+  for (const run of runs) {
+    await Deno.writeTextFile(join(out, `report-${run.policy}.html`), renderReport(run));
+  }
+  await Deno.writeTextFile(join(out, "results.json"), JSON.stringify({ rows, runs }));
+  await summarise(runs, rows, scenario, out);
   return 0;
 }
 

@@ -198,8 +198,11 @@ export class LabRuntime implements ContainerRuntime {
         String(seed + hashName(base)),
         ...extra,
       ];
-      const child = new Deno.Command("/bin/sh", {
+      // setsid: a session of its own (same pid), so a terminal's Ctrl-C reaches the
+      // lab, which stops its pods in order.
+      const child = new Deno.Command("setsid", {
         args: [
+          "/bin/sh",
           "-c",
           `${cgroups.joinCommand(path)} && exec "$0" "$@" 2>>'${log}'`,
           Deno.execPath(),

@@ -45,8 +45,10 @@ export function spikeResponses(run: LabRun, scenario: Scenario): (number | null)
   return scenario.spikes.map((spike, i) => {
     const next = scenario.spikes.slice(i + 1).find((s) => s.pod === spike.pod)?.atS ??
       run.durationSeconds;
-    const at = run.samples.filter((s) => s.pod === spike.pod && s.t <= spike.atS)
-      .sort((a, b) => b.t - a.t)[0];
+    // The limit in force at the spike: the last sample up to it, else (a spike at
+    // the start) the first sample.
+    const own = run.samples.filter((s) => s.pod === spike.pod).sort((a, b) => a.t - b.t);
+    const at = own.findLast((s) => s.t <= spike.atS) ?? own[0];
     const limit = at?.limitMillicores;
     if (limit === null || (limit !== undefined && limit >= spike.needMillicores)) return 0;
     const raise = run.resizes.find((r) =>

@@ -407,8 +407,9 @@ function startMbcas(
   const spawn = (task: string, args: string[]) => {
     const { flags, entry } = taskRun(task);
     const logFile = join(logDir, `${task}.log`);
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--config", DENO_JSON, ...flags, entry, ...args],
+    // setsid: a session of its own (same pid), so a terminal's Ctrl-C reaches the lab only.
+    const child = new Deno.Command("setsid", {
+      args: [Deno.execPath(), "run", "--config", DENO_JSON, ...flags, entry, ...args],
       stdin: "null",
       stdout: "null",
       stderr: "piped",

@@ -109,8 +109,10 @@ export async function startTestbed(options: TestbedOptions = {}): Promise<Testbe
     const spawn = (name: string, exe: string, args: string[]) => {
       const open = () =>
         Deno.openSync(join(dir, `${name}.log`), { write: true, create: true, append: true });
-      const child = new Deno.Command(join(bin, exe), {
-        args,
+      // In a session of its own (setsid execs in place: same pid), so a terminal's
+      // Ctrl-C reaches the program that started the test bed, which stops it in order.
+      const child = new Deno.Command("setsid", {
+        args: [join(bin, exe), ...args],
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
