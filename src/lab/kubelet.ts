@@ -164,7 +164,7 @@ export class LabRuntime implements ContainerRuntime {
     return starting;
   }
 
-  #start(pod: k8s.V1Pod): Promise<Map<string, string>> {
+  async #start(pod: k8s.V1Pod): Promise<Map<string, string>> {
     const { cgroups, resultsDir, epochMs, seed } = this.#options;
     const uid = pod.metadata!.uid!;
     const key = `${pod.metadata!.namespace}/${pod.metadata!.name}`;
@@ -217,7 +217,17 @@ export class LabRuntime implements ContainerRuntime {
       state.requests.set(c.name, request);
     }
     this.#pods.set(uid, state);
-    return Promise.resolve(new Map([...state.containers].map(([n, c]) => [n, c.id])));
+    // Running means running in its cgroup: wait for every process to have joined.
+    for (const [name, c] of state.containers) {
+      const deadline = Date.now() + 5000;
+      while (cgroups.pids(c.path).length === 0) {
+        if (Date.now() > deadline) {
+          throw new Error(`${key}/${name}: the workload did not start in its cgroup within 5 s`);
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+    return new Map([...state.containers].map(([n, c]) => [n, c.id]));
   }
 
   /**
