@@ -323,10 +323,10 @@ export class NodeAgent {
         const signals = computeSignals(track.previous, result.sample);
         if (signals.status === "ok") {
           const s = signals.signals;
+          // The previous interval's ratio: only the step into heavy throttling triggers a clearing.
+          const wasThrottled = track.throttledRatio >= this.#o.heavyThrottleRatio;
           track.usageMillicores = s.usageMillicores;
           track.throttledRatio = s.throttledRatio;
-          const wasThrottled = (track.demand?.demandMillicores ?? 0) > 0 &&
-            track.throttledRatio >= this.#o.heavyThrottleRatio;
           track.demand = updateDemand(track.demand, {
             atMs: now,
             usageMillicores: s.usageMillicores,
