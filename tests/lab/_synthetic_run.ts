@@ -14,6 +14,7 @@ import type {
   WorkloadKind,
 } from "../../src/lab/types.ts";
 import type { BenchRow } from "../../src/lab/report.ts";
+import { mulberry32 } from "../../src/lab/_workload_plan.ts";
 
 /** Options of {@link syntheticRun}. */
 export interface SyntheticOptions {
@@ -27,18 +28,6 @@ export interface SyntheticOptions {
   names?: Partial<Record<WorkloadKind, string>>;
   /** Leave the idle pod out (3 pods instead of 4). */
   withoutIdle?: boolean;
-}
-
-/** A small seeded PRNG (mulberry32), uniform in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const CAPACITY = 4000;
@@ -215,3 +204,14 @@ export function syntheticBenchRows(): BenchRow[] {
     },
   ];
 }
+
+/** The chart ids a report of the default synthetic run draws, in page order. */
+export const SYNTHETIC_CHART_IDS = [
+  "cpu-0",
+  "cpu-1",
+  "cpu-2",
+  "cpu-3",
+  "throttling",
+  "latency",
+  "price",
+];

@@ -11,7 +11,12 @@ import {
   processGroupMembers,
 } from "../_support/cdp.ts";
 import { requireOrSkip } from "../_support/requirements.ts";
-import { expectedChartCount, syntheticBenchRows, syntheticRun } from "./_synthetic_run.ts";
+import {
+  expectedChartCount,
+  SYNTHETIC_CHART_IDS,
+  syntheticBenchRows,
+  syntheticRun,
+} from "./_synthetic_run.ts";
 
 interface RenderedSeries {
   tag: string;
@@ -104,15 +109,7 @@ requireOrSkip(
       // 5 CPU charts less the ghost's, throttling, latency, price.
       assert.equal(drawn.charts.length, expectedChartCount(run));
       assert.equal(drawn.charts.length, 7);
-      assert.deepEqual(drawn.charts.map((c) => c.id), [
-        "cpu-0",
-        "cpu-1",
-        "cpu-2",
-        "cpu-3",
-        "throttling",
-        "latency",
-        "price",
-      ]);
+      assert.deepEqual(drawn.charts.map((c) => c.id), SYNTHETIC_CHART_IDS);
       assert.equal(drawn.noData, 1, "the ghost pod says no data");
       assert.deepEqual(drawn.podCells, run.pods.map((p) => p.name), "names as text, unharmed");
       assert.ok(drawn.overflow <= 0, `page ${drawn.overflow} px wider than a 1000 px window`);

@@ -7,7 +7,12 @@ import {
   renderReport,
 } from "../../src/lab/report.ts";
 import type { LabRun } from "../../src/lab/types.ts";
-import { expectedChartCount, syntheticBenchRows, syntheticRun } from "./_synthetic_run.ts";
+import {
+  expectedChartCount,
+  SYNTHETIC_CHART_IDS,
+  syntheticBenchRows,
+  syntheticRun,
+} from "./_synthetic_run.ts";
 
 const VOID = new Set(["meta", "br", "hr", "img", "input", "link"]);
 
@@ -152,15 +157,7 @@ Deno.test("renderReport: a synthetic MBCAS run gives well-formed HTML with every
   assert.equal(html.match(/<svg\b/g)?.length, html.match(/<\/svg>/g)?.length);
   assert.ok(!/<script|<link|src="http|href="http|url\(http/i.test(html), "self-contained");
   const found = assertChartsHaveData(html);
-  assert.deepEqual(found.map((c) => c.id), [
-    "cpu-0",
-    "cpu-1",
-    "cpu-2",
-    "cpu-3",
-    "throttling",
-    "latency",
-    "price",
-  ]);
+  assert.deepEqual(found.map((c) => c.id), SYNTHETIC_CHART_IDS);
   assert.equal(found.length, expectedChartCount(run));
   const cpu = found.find((c) => c.id === "cpu-0")!;
   assert.deepEqual(cpu.series.map((s) => s.label), [
