@@ -87,6 +87,8 @@ export class LabCgroups {
   readonly root: string;
   /** Absolute hierarchy roots written to (deduplicated when v1 joins cpu and cpuacct). */
   readonly hierarchies: string[];
+  /** Where `cpu.*` files live: the unified root (v2) or the v1 `cpu` hierarchy. */
+  readonly #cpuDir: string;
   #dirs: string[] = [];
   #mountpoint: string | null = null;
 
@@ -104,8 +106,10 @@ export class LabCgroups {
         // pure v1: no PSI per cgroup
       }
       this.hierarchies = [...new Set(dirs)];
+      this.#cpuDir = dirs[0];
     } else {
       this.hierarchies = [CGROUP_MOUNT];
+      this.#cpuDir = CGROUP_MOUNT;
     }
     for (const rel of [this.root, this.kubepods, `${this.kubepods}/burstable`]) this.#mkdir(rel);
     this.#mkdir(`${this.kubepods}/besteffort`);
@@ -139,29 +143,29 @@ export class LabCgroups {
   /** Sets cpu.shares (v1) or cpu.weight (v2) from a CPU request. */
   setShares(path: string, requestMillicores: number): void {
     const shares = sharesFromRequest(requestMillicores);
-    if (this.mode === "v1") this.#write("cpu", path, "cpu.shares", String(shares));
-    else this.#write("cpu", path, "cpu.weight", String(weightFromShares(shares)));
+    if (this.mode === "v1") this.#write(path, "cpu.shares", String(shares));
+    else this.#write(path, "cpu.weight", String(weightFromShares(shares)));
   }
 
   /** Sets the CFS quota for a CPU limit (null: unlimited). */
   setLimit(path: string, limitMillicores: number | null): void {
     const quota = quotaFromLimit(limitMillicores);
     if (this.mode === "v1") {
-      this.#write("cpu", path, "cpu.cfs_period_us", String(CFS_PERIOD_MICROS));
-      this.#write("cpu", path, "cpu.cfs_quota_us", String(quota ?? -1));
+      this.#write(path, "cpu.cfs_period_us", String(CFS_PERIOD_MICROS));
+      this.#write(path, "cpu.cfs_quota_us", String(quota ?? -1));
     } else {
-      this.#write("cpu", path, "cpu.max", `${quota ?? "max"} ${CFS_PERIOD_MICROS}`);
+      this.#write(path, "cpu.max", `${quota ?? "max"} ${CFS_PERIOD_MICROS}`);
     }
   }
 
   /** The CPU limit in the kernel, millicores; null when unlimited. */
   readLimit(path: string): number | null {
     if (this.mode === "v1") {
-      const quota = Number(this.#read("cpu", path, "cpu.cfs_quota_us"));
-      const period = Number(this.#read("cpu", path, "cpu.cfs_period_us"));
+      const quota = Number(this.#read(path, "cpu.cfs_quota_us"));
+      const period = Number(this.#read(path, "cpu.cfs_period_us"));
       return quota < 0 ? null : Math.round((quota * 1000) / period);
     }
-    const [quota, period] = this.#read("cpu", path, "cpu.max").trim().split(/\s+/);
+    const [quota, period] = this.#read(path, "cpu.max").trim().split(/\s+/);
     return quota === "max" ? null : Math.round((Number(quota) * 1000) / Number(period));
   }
 
@@ -231,17 +235,12 @@ export class LabCgroups {
     });
   }
 
-  #hierarchy(controller: "cpu"): string {
-    if (this.mode === "v2") return CGROUP_MOUNT;
-    return Deno.realPathSync(join(CGROUP_MOUNT, controller));
+  #write(path: string, file: string, value: string): void {
+    Deno.writeTextFileSync(join(this.#cpuDir, path, file), value);
   }
 
-  #write(controller: "cpu", path: string, file: string, value: string): void {
-    Deno.writeTextFileSync(join(this.#hierarchy(controller), path, file), value);
-  }
-
-  #read(controller: "cpu", path: string, file: string): string {
-    return Deno.readTextFileSync(join(this.#hierarchy(controller), path, file));
+  #read(path: string, file: string): string {
+    return Deno.readTextFileSync(join(this.#cpuDir, path, file));
   }
 
   #mkdir(rel: string, parent = true): void {
