@@ -178,7 +178,8 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
     const samples: LabSample[] = [];
     const prices: LabPrice[] = [];
     const latencies: LabLatencies[] = [];
-    const offsets = new Map<string, number>();
+    const tails = new Map<string, JsonLinesTail>();
+    cleanups.push(() => tails.forEach((tail) => tail.close()));
     const requests = new Map(scenario.pods.map((p) => [p.name, p.requestMillicores]));
     let durationSeconds = 0;
 
@@ -229,7 +230,9 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
       for (const pod of scenario.pods.filter((p) => p.workload === "latency")) {
         const file = kubelet.runtime.outputFile(`${LAB_NAMESPACE}/${pod.name}`, "app");
         if (file === undefined) continue;
-        for (const line of readNewLines(file, offsets)) {
+        let tail = tails.get(file);
+        if (tail === undefined) tails.set(file, tail = new JsonLinesTail(file));
+        for (const line of tail.read()) {
           const t = Math.round((line.t - epochMs) / 1000);
           if (t >= 1 && Array.isArray(line.latenciesMs)) {
             latencies.push({ t, pod: pod.name, latenciesMs: line.latenciesMs });
@@ -445,31 +448,48 @@ function startMbcas(
   ];
 }
 
-/** Complete JSON lines appended to `file` since the last call. */
 /** A workload's per-second line (the fields the lab reads). */
 interface WorkloadLine {
   t: number;
   latenciesMs?: number[];
 }
 
-function readNewLines(file: string, offsets: Map<string, number>): WorkloadLine[] {
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(file);
-  } catch {
-    return [];
-  }
-  const from = offsets.get(file) ?? 0;
-  const end = text.lastIndexOf("\n") + 1;
-  if (end <= from) return [];
-  offsets.set(file, end);
-  return text.slice(from, end).split("\n").filter((l) => l !== "").flatMap((l) => {
+/** Follows a growing JSON-lines file: each read returns the complete lines added since the last. */
+class JsonLinesTail {
+  #file: Deno.FsFile | null = null;
+  #rest = "";
+  readonly #buffer = new Uint8Array(64 * 1024);
+  readonly #decoder = new TextDecoder();
+
+  constructor(readonly path: string) {}
+
+  /** The complete lines appended since the last call (a partial last line waits). */
+  read(): WorkloadLine[] {
     try {
-      return [JSON.parse(l)];
+      this.#file ??= Deno.openSync(this.path);
     } catch {
-      return [];
+      return []; // not created yet
     }
-  });
+    let text = this.#rest;
+    for (let n = this.#file.readSync(this.#buffer); n; n = this.#file.readSync(this.#buffer)) {
+      text += this.#decoder.decode(this.#buffer.subarray(0, n), { stream: true });
+    }
+    const end = text.lastIndexOf("\n") + 1;
+    this.#rest = text.slice(end);
+    return text.slice(0, end).split("\n").filter((l) => l !== "").flatMap((l) => {
+      try {
+        return [JSON.parse(l)];
+      } catch {
+        return [];
+      }
+    });
+  }
+
+  /** Closes the file. */
+  close(): void {
+    this.#file?.close();
+    this.#file = null;
+  }
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
