@@ -9,20 +9,27 @@
 /** The project's deno.json. */
 export const DENO_JSON: string = new URL("../../deno.json", import.meta.url).pathname;
 
-/** A task's words between `deno run` and its entry point, and the entry point. */
-export function taskRun(task: string): { flags: string[]; entry: string } {
+/**
+ * A `deno run` or `deno compile` task of deno.json taken apart: the
+ * subcommand, the words between it and the entry point, and the entry point
+ * as written (relative to the project).
+ */
+export function taskParts(task: string): { verb: string; flags: string[]; entry: string } {
   const config = JSON.parse(Deno.readTextFileSync(DENO_JSON));
-  const entry = config.tasks?.[task];
-  if (entry === undefined) throw new Error(`deno.json has no task ${task}`);
-  const command: string = typeof entry === "string" ? entry : entry.command;
+  const spec = config.tasks?.[task];
+  if (spec === undefined) throw new Error(`deno.json has no task ${task}`);
+  const command: string = typeof spec === "string" ? spec : spec.command;
   const words = command.split(/\s+/);
-  const run = words.indexOf("run");
-  const script = words.findIndex((w, i) => i > run && w.endsWith(".ts"));
-  if (words[0] !== "deno" || run !== 1 || script < 0) {
-    throw new Error(`task ${task} is not "deno run ... <script>.ts": ${command}`);
+  const entry = words.findLastIndex((w) => w.endsWith(".ts"));
+  if (words[0] !== "deno" || !["run", "compile"].includes(words[1]) || entry < 2) {
+    throw new Error(`task ${task} is not "deno run|compile ... <script>.ts": ${command}`);
   }
-  return {
-    flags: words.slice(run + 1, script),
-    entry: new URL(`../../${words[script]}`, import.meta.url).pathname,
-  };
+  return { verb: words[1], flags: words.slice(2, entry), entry: words[entry] };
+}
+
+/** A `deno run` task's flags and its entry point (absolute path). */
+export function taskRun(task: string): { flags: string[]; entry: string } {
+  const { verb, flags, entry } = taskParts(task);
+  if (verb !== "run") throw new Error(`task ${task} is not a "deno run" task`);
+  return { flags, entry: new URL(`../../${entry}`, import.meta.url).pathname };
 }

@@ -22,13 +22,6 @@ export function denoConfig(): {
   return JSON.parse(Deno.readTextFileSync(new URL("../../deno.json", import.meta.url)));
 }
 
-/** The command line of a task. */
-export function taskCommand(task: string): string {
-  const entry = denoConfig().tasks[task];
-  if (entry === undefined) throw new Error(`deno.json has no task ${task}`);
-  return typeof entry === "string" ? entry : entry.command;
-}
-
 /** The `--allow-*` flags equivalent to the permission set `name` of deno.json. */
 export function permissionFlags(name: string): string[] {
   const set = denoConfig().permissions[name];

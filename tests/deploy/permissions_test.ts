@@ -18,7 +18,8 @@ import { IN_CLUSTER_HOST, SERVICE_ACCOUNT_DIR } from "../../src/k8s/mod.ts";
 import { burstablePod, eventually } from "../k8s/_helpers.ts";
 import { millicores, NodeLab, NS } from "../agent/_node_lab.ts";
 import { requireOrSkip, testbedMissing } from "../_support/requirements.ts";
-import { denoConfig, type PermissionSet, taskCommand } from "../_support/task_flags.ts";
+import { taskParts } from "../../src/lab/_tasks.ts";
+import { denoConfig, type PermissionSet } from "../_support/task_flags.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const COMPONENTS = {
@@ -27,15 +28,6 @@ const COMPONENTS = {
 } as const;
 type Component = keyof typeof COMPONENTS;
 const SA_DIRS = [SERVICE_ACCOUNT_DIR, SERVICE_ACCOUNT_DIR.replace(/^\/var\/run\//, "/run/")];
-
-/** A task's words split into flags and the entry point. */
-function taskParts(task: string): { verb: string; flags: string[]; entry: string } {
-  const words = taskCommand(task).split(/\s+/);
-  assert.equal(words[0], "deno", `task ${task} runs deno`);
-  const entry = words.findLast((w) => w.endsWith(".ts"));
-  assert.ok(entry !== undefined, `task ${task} names an entry point`);
-  return { verb: words[1], flags: words.slice(2, words.indexOf(entry)), entry };
-}
 
 function flagValue(flags: string[], name: string): string | undefined {
   const i = flags.findIndex((f) => f === name || f.startsWith(`${name}=`));
