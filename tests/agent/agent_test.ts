@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { NodeAgent } from "../../src/agent/mod.ts";
-import { burstablePod, eventually, kubeConfig } from "../k8s/_helpers.ts";
+import { burstablePod, eventually, guaranteedPod, kubeConfig } from "../k8s/_helpers.ts";
 import { requireOrSkip, testbedMissing } from "../_support/requirements.ts";
 import { millicores as m, NodeLab, NS } from "./_node_lab.ts";
 
@@ -23,20 +23,7 @@ requireOrSkip(
           memory: "64Mi",
         }]),
       );
-      await lab.runPod({
-        metadata: { name: "fixed", namespace: NS },
-        spec: {
-          nodeName: "node-a",
-          containers: [{
-            name: "app",
-            image: "pause",
-            resources: {
-              requests: { cpu: "1", memory: "64Mi" },
-              limits: { cpu: "1", memory: "64Mi" },
-            },
-          }],
-        },
-      }, "guaranteed");
+      await lab.runPod(guaranteedPod(NS, "fixed", "node-a", "1"), "guaranteed");
       lab.load.set(webId, { usage: 500, throttled: 200 });
       // The agent runs with its own least-privilege identity.
       agent = new NodeAgent(kubeConfig(lab.testbed.identities.agent.kubeconfig), {

@@ -5,7 +5,7 @@ import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from "../../src/api/mod.ts"
 import { DEFAULT_POLICY, MANAGED_LABEL, ResizeController } from "../../src/controller/mod.ts";
 import { startCluster } from "../_support/cluster.ts";
 import { requireOrSkip, testbedMissing } from "../_support/requirements.ts";
-import { burstablePod, eventually, kubeConfig } from "../k8s/_helpers.ts";
+import { burstablePod, eventually, guaranteedPod, kubeConfig } from "../k8s/_helpers.ts";
 
 function allocation(namespace: string, name: string, uid: string, cpuLimit: string) {
   return {
@@ -113,20 +113,7 @@ requireOrSkip(
         async () => {
           const gUid = (await core.createNamespacedPod({
             namespace: "shop",
-            body: {
-              metadata: { name: "guaranteed", namespace: "shop" },
-              spec: {
-                nodeName: "node-a",
-                containers: [{
-                  name: "app",
-                  image: "pause",
-                  resources: {
-                    requests: { cpu: "500m", memory: "64Mi" },
-                    limits: { cpu: "500m", memory: "64Mi" },
-                  },
-                }],
-              },
-            },
+            body: guaranteedPod("shop", "guaranteed", "node-a", "500m"),
           })).metadata!.uid!;
           await createPa("shop", "guaranteed", gUid, "900m");
           const otherUid = await createPod("other", "web", "250m", "500m");

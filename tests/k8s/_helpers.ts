@@ -62,6 +62,27 @@ export function burstablePod(
   };
 }
 
+/** A Guaranteed pod bound to `nodeName`: one container `app`, requests = limits (`cpu`, 64Mi). */
+export function guaranteedPod(
+  namespace: string,
+  name: string,
+  nodeName: string,
+  cpu: string,
+): k8s.V1Pod {
+  const resources = { cpu, memory: "64Mi" };
+  return {
+    metadata: { name, namespace },
+    spec: {
+      nodeName,
+      containers: [{
+        name: "app",
+        image: "pause",
+        resources: { requests: { ...resources }, limits: { ...resources } },
+      }],
+    },
+  };
+}
+
 /** The HTTP status and server message of a failed client-node call. */
 export async function rejection(
   call: Promise<unknown>,
