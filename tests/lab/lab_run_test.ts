@@ -71,8 +71,27 @@ requireOrSkip(
       usage[Math.floor(usage.length / 2)] >= 220,
       `median usage ${usage} near the 300m need`,
     );
+    // After the load stops, the demand estimate decays (4 s half-life, 25 s:
+    // 1/64 of the gap is left), the allocation follows the demand, and the
+    // kernel limit follows the allocation. How far the allocation falls is not
+    // fixed: an idle pod's allocation still includes its share of the surplus,
+    // which depends on how much CPU the batch job gets from this 2-core
+    // machine (a clean-clone run saw 589m → 450m). So the test checks each
+    // link of the chain, not a fixed end value.
+    const peakDemand = Math.max(...loaded.map((s) => s.demandMillicores ?? 0));
+    const tail = web.filter((s) => s.t > duration - 10);
+    const endDemand = tail[tail.length - 1].demandMillicores ?? Infinity;
+    assert.ok(
+      endDemand <= peakDemand * 0.5,
+      `the demand estimate came down after the load stopped: ${peakDemand}m → ${endDemand}m`,
+    );
     const end = web[web.length - 1].limitMillicores ?? Infinity;
-    assert.ok(end <= peak * 0.75, `the limit came down after the load stopped: ${peak}m → ${end}m`);
+    assert.ok(end < peak, `the limit came down after the load stopped: ${peak}m → ${end}m`);
+    const tailAllocation = Math.max(...tail.map((s) => s.allocationMillicores ?? Infinity));
+    assert.ok(
+      end <= tailAllocation * 1.05 + 20,
+      `the kernel limit ${end}m followed the allocation down (≤ ${tailAllocation}m in the last 10 s)`,
+    );
     assert.ok(
       run.resizes.some((r) =>
         r.pod === "web" && r.t > duration / 2 &&
