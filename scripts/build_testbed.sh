@@ -14,6 +14,9 @@ CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/mbcas/testbed"
 BIN="$CACHE/bin"
 STAMP="$BIN/.stamp-k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION"
 
+# shellcheck source=scripts/_k8s_module.sh
+source "$(dirname "$0")/_k8s_module.sh"
+
 log() { printf '[build_testbed] %s\n' "$*" >&2; }
 
 if [[ -f "$STAMP" ]]; then
@@ -63,35 +66,8 @@ fi
 if [[ ! -x "$BIN/kube-apiserver" || ! -x "$BIN/kube-controller-manager" || ! -f "$BIN/.k8s-$K8S_VERSION" ]]; then
   log "building kube-apiserver and kube-controller-manager $K8S_VERSION (takes several minutes on a cold cache)"
   dir="$CACHE/src/kubernetes"
-  rm -rf "$dir" && mkdir -p "$dir"
-  modfile=$(cd "$dir" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
-  staging_version="v0${K8S_VERSION#v1}"
-  {
-    echo "module mbcas.local/kubernetes"
-    echo
-    echo "go $(sed -n 's/^go \(.*\)$/\1/p' "$modfile")"
-    echo
-    echo "require k8s.io/kubernetes $K8S_VERSION"
-    echo
-    echo "replace ("
-    # Every staging module the upstream go.mod replaces with ./staging/... is
-    # published on its own as v0.<minor>.<patch>.
-    sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$modfile" |
-      while read -r module; do echo "	$module => $module $staging_version"; done
-    echo ")"
-  } >"$dir/go.mod"
-  cat >"$dir/tools.go" <<'GO'
-//go:build tools
-
-// Package tools pins the commands this module builds.
-package tools
-GO
-  minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
-  ldflags="-s -w"
-  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-    ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-  done
+  k8s_wrapper_module "$dir" "$K8S_VERSION"
+  ldflags=$(k8s_ldflags "$K8S_VERSION")
   (cd "$dir" &&
     go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" "k8s.io/kubernetes/cmd/kube-controller-manager@$K8S_VERSION" >&2 &&
     log "compiling kube-apiserver" &&

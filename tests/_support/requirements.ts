@@ -52,3 +52,20 @@ export function testbedMissing(): string | null {
   }
   return "no Go toolchain to build the test bed (kube-apiserver, etcd) and no cached build";
 }
+
+/**
+ * Why kubectl cannot run here, or null. `deno task test` puts the one that
+ * scripts/build_node.sh builds (v1.35.4) first on PATH.
+ */
+export function kubectlMissing(): string | null {
+  try {
+    const out = new Deno.Command("kubectl", {
+      args: ["version", "--client"],
+      stdout: "null",
+      stderr: "null",
+    }).outputSync();
+    return out.success ? null : "`kubectl version --client` fails";
+  } catch {
+    return "no kubectl on PATH (scripts/build_node.sh builds it; deno task test puts it on PATH)";
+  }
+}

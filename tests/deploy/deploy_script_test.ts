@@ -23,7 +23,7 @@ import {
   watchHints,
 } from "../../scripts/_deploy.ts";
 import { freePort, startTestbed } from "../../src/testbed/mod.ts";
-import { requireOrSkip, testbedMissing } from "../_support/requirements.ts";
+import { kubectlMissing, requireOrSkip, testbedMissing } from "../_support/requirements.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const DEPLOY_FLAGS = [
@@ -225,10 +225,10 @@ Deno.test("deploy script: no kubectl on PATH is a clear error, exit 1", async ()
   }
 });
 
-Deno.test({
-  name: "deploy script: an unreachable API server is a clear error, exit 1",
-  ignore: which("kubectl") === null,
-  fn: async () => {
+requireOrSkip(
+  "deploy script: an unreachable API server is a clear error, exit 1",
+  kubectlMissing(),
+  async () => {
     const dir = await Deno.makeTempDir();
     try {
       const kubeconfig = join(dir, "config");
@@ -257,7 +257,7 @@ current-context: gone
       await Deno.remove(dir, { recursive: true });
     }
   },
-});
+);
 
 // ---------------------------------------------------------------------------
 // Server version
@@ -446,10 +446,10 @@ Deno.test("undeploy: the CRD is dropped from the rendered overlay, the rest reve
   assert.deepEqual([onlyCrd.yaml, onlyCrd.kept, onlyCrd.crds], ["", [], [CRD_NAME]]);
 });
 
-Deno.test({
-  name: "undeploy: the real overlay renders to MBCAS's objects, the CRD dropped",
-  ignore: which("kubectl") === null,
-  fn: async () => {
+requireOrSkip(
+  "undeploy: the real overlay renders to MBCAS's objects, the CRD dropped",
+  kubectlMissing(),
+  async () => {
     const rendered = await output("kubectl", ["kustomize", DEFAULT_OVERLAY]);
     assert.equal(rendered.code, 0, rendered.stderr);
     const all = splitRendered(rendered.stdout);
@@ -464,7 +464,7 @@ Deno.test({
     assert.equal(kept.at(-1)?.kind, "Namespace", "the namespace is deleted after its contents");
     assert.deepEqual(splitRendered(yaml), kept, "the filtered stream splits back the same");
   },
-});
+);
 
 Deno.test("undeploy: counts what kubectl delete reports as deleted", () => {
   assert.equal(countDeleted(""), 0);

@@ -16,7 +16,7 @@ import { MAX_CPU_ANNOTATION, PRIORITY_ANNOTATION } from "../../src/agent/bids.ts
 import { CONTROLLER_OPTIONS, parseControllerConfig } from "../../src/controller/config.ts";
 import { ALLOW_RESTART_ANNOTATION, MANAGED_LABEL } from "../../src/controller/observe.ts";
 import { startTestbed } from "../../src/testbed/mod.ts";
-import { requireOrSkip, testbedMissing } from "../_support/requirements.ts";
+import { kubectlMissing, requireOrSkip, testbedMissing } from "../_support/requirements.ts";
 
 const DEPLOY = new URL("../../deploy/", import.meta.url).pathname;
 const SYSTEM = "mbcas-system";
@@ -61,19 +61,6 @@ async function kubectlOk(args: string[], stdin?: string): Promise<Run> {
 }
 
 /** Why kubectl cannot run here, or null. */
-function kubectlMissing(): string | null {
-  try {
-    const out = new Deno.Command("kubectl", {
-      args: ["version", "--client"],
-      stdout: "null",
-      stderr: "null",
-    }).outputSync();
-    return out.success ? null : "`kubectl version --client` fails";
-  } catch {
-    return "no kubectl on PATH (it renders the kustomizations and applies them)";
-  }
-}
-
 /** A kustomization's output: the YAML kubectl printed, and its objects as they are (unconverted). */
 interface Rendered {
   yaml: string;
