@@ -21,9 +21,10 @@ export interface Pki {
 /**
  * Generates a CA, a leaf serving certificate (SAN IP:127.0.0.1, DNS:localhost, DNS:kubernetes.default.svc,
  * CA:FALSE: Deno's TLS rejects a CA certificate used as a server certificate),
- * an admin client certificate and a service-account key pair, with openssl.
+ * plus `extraSans` such as `IP:10.0.0.1`), an admin client certificate and a
+ * service-account key pair, with openssl.
  */
-export async function generatePki(dir: string): Promise<Pki> {
+export async function generatePki(dir: string, extraSans: string[] = []): Promise<Pki> {
   const p = (name: string) => join(dir, name);
   const pki: Pki = {
     caCert: p("ca.crt"),
@@ -37,7 +38,9 @@ export async function generatePki(dir: string): Promise<Pki> {
   await Deno.writeTextFile(
     p("serving.ext"),
     "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n" +
-      "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n",
+      `extendedKeyUsage=serverAuth\nsubjectAltName=${
+        ["IP:127.0.0.1", "DNS:localhost", "DNS:kubernetes.default.svc", ...extraSans].join(",")
+      }\n`,
   );
   await Deno.writeTextFile(
     p("client.ext"),

@@ -33,6 +33,8 @@ export interface Identities {
   controller: Identity;
   /** An authenticated user with no roles at all. */
   nobody: Identity;
+  /** Identities asked for with {@link TestbedOptions.extraIdentities}. */
+  extra: Record<string, Identity>;
 }
 
 /** Options for {@link startTestbed}. */
@@ -41,6 +43,26 @@ export interface TestbedOptions {
   log?: (line: string) => void;
   /** Extra kube-apiserver flags. */
   apiserverFlags?: string[];
+  /**
+   * Where the API server listens and what it advertises (default 127.0.0.1).
+   * A real node's pods reach it there, through the `kubernetes` Service.
+   */
+  address?: string;
+  /** Service IP range (default 10.0.0.0/24). */
+  serviceClusterIpRange?: string;
+  /** Extra subject alternative names of the serving certificate, e.g. `IP:10.0.0.1`. */
+  servingSans?: string[];
+  /**
+   * A cluster with real nodes: Node and RBAC authorization, the ServiceAccount
+   * and NodeRestriction admission plugins, the lease endpoint reconciler, and
+   * the controllers a node needs (endpoint slices, node lifecycle, jobs).
+   * Default false: the test bed of simulated nodes.
+   */
+  realNodes?: boolean;
+  /** Where to make the test bed's temp directory (default: the system's temp directory). */
+  parentDir?: string;
+  /** More token identities (`name` → user and groups), written like the built-in ones. */
+  extraIdentities?: Record<string, { user: string; groups: string[] }>;
 }
 
 /** A running control plane. */
@@ -96,15 +118,20 @@ export async function startTestbed(options: TestbedOptions = {}): Promise<Testbe
   const log = options.log ?? (() => {});
   const started = performance.now();
   const bin = await ensureBinaries(log);
-  const dir = await Deno.makeTempDir({ prefix: "mbcas-testbed-" });
+  const dir = await Deno.makeTempDir({ prefix: "mbcas-testbed-", dir: options.parentDir });
   const processes = new Map<string, Deno.ChildProcess>();
   startReaper(dir);
   try {
-    const pki = await generatePki(dir);
+    const address = options.address ?? "127.0.0.1";
+    const pki = await generatePki(dir, [
+      ...(address === "127.0.0.1" ? [] : [`IP:${address}`]),
+      ...(options.servingSans ?? []),
+    ]);
     const caPem = await Deno.readTextFile(pki.caCert);
-    const [etcdClient, etcdPeer, apiPort] = [freePort(), freePort(), freePort()];
-    const url = `https://127.0.0.1:${apiPort}`;
-    const identities = await writeIdentities(dir, url, pki);
+    const [etcdClient, etcdPeer, apiPort] = [freePort(), freePort(), freePort(address)];
+    const url = `https://${address}:${apiPort}`;
+    const identities = await writeIdentities(dir, url, pki, options.extraIdentities ?? {});
+    const realNodes = options.realNodes ?? false;
 
     const spawn = (name: string, exe: string, args: string[]) => {
       const open = () =>
@@ -152,16 +179,23 @@ export async function startTestbed(options: TestbedOptions = {}): Promise<Testbe
       `--tls-private-key-file=${pki.servingKey}`,
       `--client-ca-file=${pki.caCert}`,
       `--secure-port=${apiPort}`,
-      "--bind-address=127.0.0.1",
-      "--advertise-address=127.0.0.1",
-      "--service-cluster-ip-range=10.0.0.0/24",
-      "--authorization-mode=RBAC",
+      `--bind-address=${address}`,
+      `--advertise-address=${address}`,
+      `--service-cluster-ip-range=${options.serviceClusterIpRange ?? "10.0.0.0/24"}`,
+      `--authorization-mode=${realNodes ? "Node,RBAC" : "RBAC"}`,
       `--token-auth-file=${join(dir, "tokens.csv")}`,
       "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
       `--service-account-key-file=${pki.serviceAccountPublicKey}`,
       `--service-account-signing-key-file=${pki.serviceAccountKey}`,
-      "--disable-admission-plugins=ServiceAccount",
-      "--endpoint-reconciler-type=none",
+      ...(realNodes
+        ? [
+          "--enable-admission-plugins=NodeRestriction",
+          `--kubelet-client-certificate=${pki.adminClientCert}`,
+          `--kubelet-client-key=${pki.adminClientKey}`,
+          // kubectl exec/logs: the node's InternalIP, not its name in DNS.
+          "--kubelet-preferred-address-types=InternalIP",
+        ]
+        : ["--disable-admission-plugins=ServiceAccount", "--endpoint-reconciler-type=none"]),
       "--profiling=false",
       ...(options.apiserverFlags ?? []),
     ];
@@ -190,7 +224,11 @@ export async function startTestbed(options: TestbedOptions = {}): Promise<Testbe
       `--kubeconfig=${identities.admin.kubeconfig}`,
       "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller," +
       "serviceaccount-token-controller,root-ca-certificate-publisher-controller,deployment-controller," +
-      "replicaset-controller,daemonset-controller,disruption-controller",
+      "replicaset-controller,daemonset-controller,disruption-controller" +
+      (realNodes
+        ? ",endpointslice-controller,endpointslice-mirroring-controller,node-lifecycle-controller," +
+          "job-controller,pod-garbage-collector-controller"
+        : ""),
       `--service-account-private-key-file=${pki.serviceAccountKey}`,
       `--root-ca-file=${pki.caCert}`,
       "--leader-elect=false",
@@ -237,7 +275,12 @@ export async function startTestbed(options: TestbedOptions = {}): Promise<Testbe
   }
 }
 
-async function writeIdentities(dir: string, url: string, pki: Pki): Promise<Identities> {
+async function writeIdentities(
+  dir: string,
+  url: string,
+  pki: Pki,
+  extra: Record<string, { user: string; groups: string[] }>,
+): Promise<Identities> {
   const token = () => crypto.randomUUID().replaceAll("-", "");
   const sa = (name: string) => ({
     user: `system:serviceaccount:mbcas-system:${name}`,
@@ -250,14 +293,18 @@ async function writeIdentities(dir: string, url: string, pki: Pki): Promise<Iden
     nobody: { user: "mbcas-nobody", groups: [] as string[] },
   };
   const lines: string[] = [];
-  const result: Partial<Identities> = {};
-  for (const [name, spec] of Object.entries(specs)) {
+  const result: Partial<Identities> = { extra: {} };
+  const write = async (name: string, spec: { user: string; groups: string[] }) => {
     const t = token();
     lines.push(`${t},${spec.user},${crypto.randomUUID()},"${spec.groups.join(",")}"`);
     const kubeconfig = join(dir, `${name}.kubeconfig`);
     await Deno.writeTextFile(kubeconfig, kubeconfigYaml(url, pki.caCert, name, `    token: ${t}`));
-    (result as Record<string, Identity>)[name] = { ...spec, token: t, kubeconfig };
+    return { ...spec, token: t, kubeconfig };
+  };
+  for (const [name, spec] of Object.entries(specs)) {
+    (result as Record<string, Identity>)[name] = await write(name, spec);
   }
+  for (const [name, spec] of Object.entries(extra)) result.extra![name] = await write(name, spec);
   await Deno.writeTextFile(join(dir, "tokens.csv"), lines.join("\n") + "\n");
   const certKubeconfig = join(dir, "cert-admin.kubeconfig");
   await Deno.writeTextFile(
@@ -300,15 +347,19 @@ current-context: ${name}
 `;
 }
 
-/** A free loopback TCP port (bound then released). */
-export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+/** A free TCP port on `hostname` (default loopback; bound then released). */
+export function freePort(hostname = "127.0.0.1"): number {
+  const listener = Deno.listen({ hostname, port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
   return port;
 }
 
-async function waitFor(
+/**
+ * Waits until `probe` answers true, polling every 100 ms; fails early when
+ * `child` exits, with the tail of its log.
+ */
+export async function waitFor(
   what: string,
   probe: () => Promise<boolean>,
   child: Deno.ChildProcess,
