@@ -1,0 +1,282 @@
+/**
+ * MBCAS end to end on the local real node (src/cluster): `deno task deploy`
+ * with the shipped manifests (deploy/overlays/local changes only image names
+ * and pull policy) onto a real kubelet and containerd, then:
+ *
+ * - both rollouts complete; the agent runs as uid 65532 with a read-only root
+ *   and reads the real kubelet's cgroups through the read-only hostPath;
+ * - an opted-in Burstable pod whose load exceeds its limit has its limit
+ *   raised by MBCAS, and the new quota appears in its container's cgroup as
+ *   written by the real kubelet; after the load stops it comes down again;
+ *   the time from the load step to the new quota in the kernel is printed
+ *   for every step;
+ * - deleting the leader pod hands the Lease to the other replica, and the
+ *   new leader does not resize again what the old one applied;
+ * - `deno task undeploy` removes everything.
+ *
+ * The agent's release half-life and the controller's cooldown are shortened
+ * with `kubectl set env` (a rolling update of both), so the way down fits a
+ * test; everything else is as shipped.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { api, type LocalCluster } from "../../src/cluster/mod.ts";
+import { requireOrSkip } from "../_support/requirements.ts";
+import {
+  cgroupPids,
+  containerCgroup,
+  kernelLimitMillicores,
+  labPod,
+  measureLoadSteps,
+  realNodeMissing,
+  runPod,
+  withLocalCluster,
+} from "../_support/real_node.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+const NS = "mbcas-e2e";
+
+async function task(
+  cluster: LocalCluster,
+  name: string,
+  args: string[],
+): Promise<{ code: number; output: string }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["task", name, ...args],
+    cwd: ROOT,
+    env: { PATH: `${cluster.bin}:${Deno.env.get("PATH")}`, NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const d = new TextDecoder();
+  return { code: out.code, output: d.decode(out.stdout) + d.decode(out.stderr) };
+}
+
+async function kubectl(cluster: LocalCluster, args: string[]): Promise<string> {
+  const out = await new Deno.Command(join(cluster.bin, "kubectl"), {
+    args: ["--kubeconfig", cluster.kubeconfig, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const d = new TextDecoder();
+  if (!out.success) throw new Error(`kubectl ${args.join(" ")}: ${d.decode(out.stderr)}`);
+  return d.decode(out.stdout);
+}
+
+// deno-lint-ignore no-explicit-any
+async function pods(cluster: LocalCluster, selector: string): Promise<any[]> {
+  const list = await api(
+    cluster.testbed,
+    "GET",
+    `/api/v1/namespaces/mbcas-system/pods?labelSelector=${encodeURIComponent(selector)}`,
+  );
+  return list.items;
+}
+
+async function leaseHolder(cluster: LocalCluster): Promise<string | null> {
+  const lease = await api(
+    cluster.testbed,
+    "GET",
+    "/apis/coordination.k8s.io/v1/namespaces/mbcas-system/leases/mbcas-controller",
+  ).catch(() => null);
+  return lease?.spec?.holderIdentity ?? null;
+}
+
+requireOrSkip(
+  "MBCAS on the real node: deployed from images, raises and lowers a throttled pod's kernel quota, hands leadership over, undeploys",
+  realNodeMissing(),
+  async () => {
+    await withLocalCluster(async (cluster) => {
+      const kubeconfig = cluster.kubeconfig;
+      const deploy = await task(cluster, "deploy", [
+        "--kubeconfig",
+        kubeconfig,
+        "--overlay",
+        "deploy/overlays/local",
+        "--skip-images",
+        "--timeout",
+        "180",
+      ]);
+      assert.equal(deploy.code, 0, `deno task deploy succeeded:\n${deploy.output}`);
+
+      // Faster release and cooldown for the way down (a rolling update of both).
+      await kubectl(cluster, [
+        "-n",
+        "mbcas-system",
+        "set",
+        "env",
+        "daemonset/mbcas-agent",
+        "MBCAS_RELEASE_HALF_LIFE_SECONDS=4",
+      ]);
+      await kubectl(cluster, [
+        "-n",
+        "mbcas-system",
+        "set",
+        "env",
+        "deployment/mbcas-controller",
+        "MBCAS_COOLDOWN_SECONDS=4",
+      ]);
+      for (const w of ["daemonset/mbcas-agent", "deployment/mbcas-controller"]) {
+        await kubectl(cluster, ["-n", "mbcas-system", "rollout", "status", w, "--timeout=180s"]);
+      }
+
+      // The agent: uid 65532, read-only root, reading the real kubelet's cgroups.
+      const [agentPod] = (await pods(cluster, "app.kubernetes.io/component=agent"))
+        .filter((p) => p.metadata.deletionTimestamp === undefined);
+      const agentCgroup = containerCgroup(agentPod, "agent");
+      const agentPid = cgroupPids(agentCgroup)[0];
+      const status = Deno.readTextFileSync(`/proc/${agentPid}/status`);
+      assert.match(status, /^Uid:\s+65532\s+65532\s+65532\s+65532$/m, "the agent runs as 65532");
+      const rootMount = Deno.readTextFileSync(`/proc/${agentPid}/mountinfo`).split("\n")
+        .find((l) => l.split(" ")[4] === "/");
+      assert.match(rootMount ?? "", /\sro[,\s]/, `the agent's root is read-only: ${rootMount}`);
+      const cgroupMount = Deno.readTextFileSync(`/proc/${agentPid}/mountinfo`).split("\n")
+        .find((l) => l.split(" ")[4] === "/host/cgroup");
+      assert.match(cgroupMount ?? "", /\sro[,\s]/, `/host/cgroup is read-only: ${cgroupMount}`);
+
+      // An opted-in namespace with a batch job that takes whatever it is given
+      // (two threads: the market is contended, so no idle surplus lands on the
+      // other pod) and a service of priority 4 that is on for 20 s, off for 40 s.
+      await api(cluster.testbed, "POST", "/api/v1/namespaces", {
+        metadata: { name: NS, labels: { "mbcas.io/managed": "true" } },
+      });
+      await runPod(
+        cluster,
+        labPod("batch", NS, { request: "100m", limit: "200m" }, [
+          "--kind",
+          "batch",
+          "--parallelism",
+          "2",
+          "--out",
+          "/results/out.jsonl",
+        ]),
+      );
+      // Its first on phase starts 25 s from now, after ≥ 15 s idle at its limit.
+      const phases = { epochMs: Date.now() + 25_000, onS: 20, offS: 40, steps: 3 };
+      const web = await runPod(
+        cluster,
+        labPod("web", NS, { request: "100m", limit: "200m" }, [
+          "--kind",
+          "bursty",
+          "--epoch-ms",
+          String(phases.epochMs),
+          "--on-s",
+          String(phases.onS),
+          "--off-s",
+          String(phases.offS),
+          "--out",
+          "/results/out.jsonl",
+        ], { annotations: { "mbcas.io/priority": "4" } }),
+      );
+      const cgroup = containerCgroup(web);
+      const declared = 200;
+      assert.equal(kernelLimitMillicores(cgroup), declared);
+      // The agent publishes a PodAllocation for it, computed from the kernel's signals.
+      const pa = await waitForAllocation(cluster, (p) => (p.spec?.containers?.length ?? 0) > 0);
+      assert.equal(pa.spec.nodeName, cluster.plan.nodeName);
+
+      // Three load steps: the time from the start of each on phase to the
+      // raised quota in the kernel, the peak, and the way back down while idle.
+      const steps = await measureLoadSteps(cgroup, phases, (k, step) =>
+        console.error(
+          `  step ${k + 1}: limit ${step.limitBefore}m, on phase → raised quota in ${
+            step.spikeToQuotaMs ?? "never"
+          } ms, peak ${step.peak}m, lowest while idle ${step.lowestAfter}m`,
+        ));
+      for (const [k, step] of steps.entries()) {
+        assert.ok(step.spikeToQuotaMs !== null, `step ${k + 1}: the kernel quota was raised`);
+        assert.ok(step.peak >= 2 * declared, `step ${k + 1}: the limit rose to ${step.peak}m`);
+        assert.ok(
+          step.lowestAfter <= declared,
+          `step ${k + 1}: the limit came back to ≤ ${declared}m while idle (${step.lowestAfter}m)`,
+        );
+      }
+
+      // Leadership: delete the leader pod; the other replica takes over and does
+      // not resize again what is already applied.
+      const holder = await leaseHolder(cluster);
+      assert.ok(holder !== null, "a controller replica holds the Lease");
+      const settled = await api(cluster.testbed, "GET", `/api/v1/namespaces/${NS}/pods/web`);
+      const paBefore = await waitForAllocation(cluster, () => true);
+      await api(
+        cluster.testbed,
+        "DELETE",
+        `/api/v1/namespaces/mbcas-system/pods/${holder}?gracePeriodSeconds=1`,
+      );
+      const taken = await waitUntilMs(async () => {
+        const h = await leaseHolder(cluster);
+        return h !== null && h !== holder;
+      }, 60_000);
+      assert.ok(taken !== null, "another replica took the Lease over");
+      await new Promise((r) => setTimeout(r, 8_000));
+      const paAfter = await waitForAllocation(cluster, () => true);
+      const after = await api(cluster.testbed, "GET", `/api/v1/namespaces/${NS}/pods/web`);
+      if (paAfter.metadata.generation === paBefore.metadata.generation) {
+        assert.equal(
+          after.metadata.generation,
+          settled.metadata.generation,
+          "no resize by the new leader while the allocation did not change",
+        );
+        console.error(`  handover in ${taken.toFixed(0)} ms, no resize by the new leader`);
+      } else {
+        console.error(
+          `  handover in ${taken.toFixed(0)} ms; the allocation changed meanwhile, ` +
+            "so a resize by the new leader was legitimate (not checked)",
+        );
+      }
+
+      for (const name of ["web", "batch"]) {
+        await api(
+          cluster.testbed,
+          "DELETE",
+          `/api/v1/namespaces/${NS}/pods/${name}?gracePeriodSeconds=0`,
+        );
+      }
+      const undeploy = await task(cluster, "undeploy", [
+        "--kubeconfig",
+        kubeconfig,
+        "--overlay",
+        "deploy/overlays/local",
+      ]);
+      assert.equal(undeploy.code, 0, `deno task undeploy succeeded:\n${undeploy.output}`);
+      const left = await kubectl(cluster, [
+        "get",
+        "crd,clusterrole,clusterrolebinding,namespace",
+        "-o",
+        "name",
+      ]);
+      assert.doesNotMatch(left, /mbcas-system|mbcas\.io|mbcas-agent|mbcas-controller/, left);
+    });
+  },
+);
+
+// deno-lint-ignore no-explicit-any
+async function waitForAllocation(cluster: LocalCluster, ok: (pa: any) => boolean): Promise<any> {
+  let found = null;
+  await waitUntilMs(async () => {
+    found = await api(
+      cluster.testbed,
+      "GET",
+      `/apis/allocation.mbcas.io/v1alpha1/namespaces/${NS}/podallocations/web`,
+    ).catch(() => null);
+    return found !== null && ok(found);
+  }, 60_000);
+  assert.ok(found !== null, "the agent published a PodAllocation for the pod");
+  return found;
+}
+
+async function waitUntilMs(
+  probe: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+): Promise<number | null> {
+  const start = performance.now();
+  while (performance.now() - start < timeoutMs) {
+    try {
+      if (await probe()) return performance.now() - start;
+    } catch {
+      // not yet
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return null;
+}
