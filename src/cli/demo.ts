@@ -1,13 +1,14 @@
 /**
  * `deno task demo`: MBCAS end to end on this machine, on real CPU. Starts the
- * lab (the test bed's API server, the lab kubelet running real processes in
- * real cgroups, the real agent and controller), runs a scenario, shows a live
- * table each second (usage, throttling, demand, allocation and kernel limit
- * per pod, and the node's price), then tears everything down and writes
- * `report.html`.
+ * lab on the local real node (src/cluster: control plane, containerd, the
+ * kubelet, kube-proxy, CoreDNS; the scenario's pods as containers of the lab
+ * image; MBCAS deployed as pods from the shipped manifests), runs a scenario,
+ * shows a live table each second (usage, throttling, demand, allocation and
+ * kernel limit per pod, and the node's price), then tears everything down,
+ * restores the machine and writes `report.html`.
  *
- * Needs root (it creates cgroups and a bind mount) and Go or a cached build
- * for the test bed.
+ * Needs root, the node's Debian packages and Go or a cached build of the
+ * node's binaries (scripts/build_node.sh).
  *
  * @module
  */

@@ -15,6 +15,7 @@ export {
   statusChanged,
   statusFor,
 } from "./observe.ts";
+export { CONTROLLER_OPTIONS } from "./config.ts";
 export { ResizeRateLimiter, TokenBucket } from "./rate_limit.ts";
 export { ResizeController } from "./reconciler.ts";
 export type { ControllerOptions, ControllerStats } from "./reconciler.ts";

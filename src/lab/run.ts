@@ -1,40 +1,40 @@
 /**
- * One lab run: the test bed's API server, the lab kubelet running the
- * scenario's pods as real processes in real cgroups, and the policy under
- * test — static limits, no limits (CFS shares only), a VPA-style
- * recommender, or MBCAS (the real agent and controller as subprocesses,
- * started as their tasks start them). Every second it records each pod's
- * usage, throttling, kernel limit and, with MBCAS, demand, allocation and
- * price, plus the latency service's request latencies. Teardown kills every
- * process and removes every cgroup and mount it made, also on errors and
- * Ctrl-C.
+ * One lab run on the local real node (src/cluster): a real single-node
+ * cluster (kubelet, containerd with runc, kube-proxy, CoreDNS) runs the
+ * scenario's pods as containers of the lab image, under the policy under
+ * test — static limits, no limits (the kubelet with CPU CFS quota off), a
+ * VPA-style recommender, or MBCAS (the agent and the controller as pods,
+ * deployed with `deno task deploy` from the shipped manifests). Every second
+ * it reads each container's cgroup and records usage, throttling, the kernel
+ * limit and, with MBCAS, demand, allocation and price, plus the latency
+ * service's request latencies; every 100 ms it watches the kernel limits
+ * for the resizes the real kubelet writes. Teardown stops the cluster and
+ * restores the machine, also on errors and Ctrl-C.
  *
  * @module
  */
 import * as k8s from "@kubernetes/client-node";
 import { join } from "node:path";
 import { GROUP, parseMillicores, PLURAL, type PodAllocationSpec, VERSION } from "../api/mod.ts";
-import { computeSignals, type CpuSample, detectLayout, readSample } from "../cgroup/mod.ts";
-import { PRIORITY_ANNOTATION } from "../agent/mod.ts";
-import { MANAGED_LABEL } from "../controller/mod.ts";
+import {
+  bareContainerID,
+  type CgroupLayout,
+  computeSignals,
+  type CpuSample,
+  detectLayout,
+  discover,
+  limitMillicores,
+  readSample,
+} from "../cgroup/mod.ts";
+import { AGENT_OPTIONS, PRIORITY_ANNOTATION } from "../agent/mod.ts";
+import { CONTROLLER_OPTIONS, MANAGED_LABEL } from "../controller/mod.ts";
 import { errorMessage, makeApiClient, patchPodResize } from "../k8s/mod.ts";
 import {
-  applyManifests,
-  freePort,
-  MANIFESTS,
-  startTestbed,
-  terminate,
-  type Testbed,
-  waitForCrd,
-} from "../testbed/mod.ts";
-import { DENO_JSON, taskRun } from "./_tasks.ts";
-import { LabCgroups, labCgroupsMissing } from "./cgroups.ts";
-import {
-  type KernelResize,
-  LabKubelet,
-  WORKLOAD_ANNOTATION,
-  WORKLOAD_ARGS_ANNOTATION,
-} from "./kubelet.ts";
+  buildLocalImages,
+  type LocalCluster,
+  localClusterMissing,
+  startLocalCluster,
+} from "../cluster/mod.ts";
 import type { Scenario } from "./scenario.ts";
 import type { LabLatencies, LabPolicy, LabPrice, LabRun, LabSample } from "./types.ts";
 import {
@@ -47,8 +47,12 @@ import {
 
 /** The namespace of the lab's pods (opted in to MBCAS). */
 export const LAB_NAMESPACE = "lab";
-/** The lab node's name. */
-export const LAB_NODE = "lab-node";
+/** The lab image: the workload program (src/lab/workload.ts) on the project's Deno. */
+export const LAB_IMAGE = "mbcas-lab:local";
+/** The container of every lab pod. */
+const CONTAINER = "app";
+/** Where a lab pod writes its measurements (a hostPath of the run's results directory). */
+const RESULTS_MOUNT = "/results";
 
 /** What the live view shows each second. */
 export interface LabSecond {
@@ -76,22 +80,38 @@ export interface LabOptions {
   onSecond?: (second: LabSecond) => void;
   /** Progress lines. */
   log?: (line: string) => void;
-  /** Extra flags for the agent and the controller (default: none, the shipped defaults). */
+  /**
+   * Options for the agent and the controller, as their flags (default: none,
+   * the shipped defaults); set on the DaemonSet and the Deployment as the
+   * environment variables those flags read.
+   */
   mbcasFlags?: { agent?: string[]; controller?: string[] };
 }
 
+/** A change of a container's CFS limit, as the kernel shows it. */
+interface KernelResize {
+  /** Wall-clock time, Unix milliseconds. */
+  atMs: number;
+  /** Pod name. */
+  pod: string;
+  /** Limit before, millicores (null: unlimited). */
+  fromMillicores: number | null;
+  /** Limit after, millicores (null: unlimited). */
+  toMillicores: number | null;
+}
+
 /**
- * The lab node's allocatable CPU: the machine's, as a kubelet without
- * reservations registers it. The lab's control plane, agent and controller
- * share the machine with the pods, as system daemons share a node.
+ * The lab node's allocatable CPU: the machine's, as the kubelet registers it
+ * (no reservations). The control plane, agent and controller share the
+ * machine with the pods, as system daemons share a node.
  */
 export function labAllocatable(): number {
   return navigator.hardwareConcurrency * 1000;
 }
 
-/** Why a lab cannot run here (root, cgroups), or null. */
+/** Why a lab cannot run here (root, the node's Debian packages), or null. */
 export function labMissing(): string | null {
-  return labCgroupsMissing();
+  return localClusterMissing();
 }
 
 /** Runs the scenario under the policy and returns what it recorded. */
@@ -112,68 +132,56 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
     }
   };
   try {
-    log("starting the test bed (etcd, kube-apiserver, kube-controller-manager)");
-    const testbed = await startTestbed({ log });
-    cleanups.push(() => testbed.stop());
+    const imagesDir = await Deno.makeTempDir({ prefix: "mbcas-lab-images-" });
+    cleanups.push(() => Deno.remove(imagesDir, { recursive: true }).catch(() => {}));
+    const images = await buildLocalImages(imagesDir, { log });
+    log(
+      `starting the local cluster${policy === "none" ? " (kubelet with CPU CFS quota off)" : ""}`,
+    );
+    const cluster = await startLocalCluster({
+      log,
+      cpuCfsQuota: policy !== "none",
+      imageArchives: images.map((i) => i.archive),
+    });
+    cleanups.push(() => cluster.stop());
+    await Deno.remove(imagesDir, { recursive: true });
     const admin = new k8s.KubeConfig();
-    admin.loadFromFile(testbed.identities.admin.kubeconfig);
+    admin.loadFromFile(cluster.kubeconfig);
     const core = makeApiClient(admin, k8s.CoreV1Api);
     const custom = makeApiClient(admin, k8s.CustomObjectsApi);
-    await applyManifests(admin, [MANIFESTS.crd, ...MANIFESTS.rbac]);
-    await waitForCrd(admin, `${PLURAL}.${GROUP}`);
+
+    if (policy === "mbcas") {
+      await deployMbcas(cluster, options.mbcasFlags ?? {}, log);
+      log("deployed MBCAS (deno task deploy, deploy/overlays/local)");
+    }
     await core.createNamespace({
       body: { metadata: { name: LAB_NAMESPACE, labels: { [MANAGED_LABEL]: "true" } } },
     });
-
-    const cgroups = new LabCgroups();
-    cleanups.push(async () => {
-      await cgroups.cleanup();
-      const left = cgroups.leftovers();
-      if (left.length > 0) throw new Error(`cgroups left behind in ${left.join(", ")}`);
-    });
-    const cgroupRoot = cgroups.bindMount();
     const resultsDir = await Deno.makeTempDir({ prefix: "mbcas-lab-results-" });
     cleanups.push(() => Deno.remove(resultsDir, { recursive: true }));
-    log(`cgroup ${cgroups.mode} tree ${cgroups.root}, bind-mounted at ${cgroupRoot}`);
+    // The pods write as uid 65532.
+    await Deno.chmod(resultsDir, 0o777);
 
     // Everything starts before the epoch; schedules and recording count from it.
-    const epochMs = Date.now() + 6000;
-    const kernelResizes: KernelResize[] = [];
-    const kubelet = new LabKubelet(admin, {
-      nodeName: LAB_NODE,
-      allocatableMillicores: scenario.allocatableMillicores,
-      cgroups,
-      resultsDir,
-      epochMs,
-      seed,
-      cfsQuota: policy !== "none",
-      onResize: (r) => kernelResizes.push(r),
-    });
-    await kubelet.start();
-    cleanups.push(() => kubelet.stop());
-
-    let agentMetricsPort: number | null = null;
-    if (policy === "mbcas") {
-      agentMetricsPort = freePort();
-      const processes = startMbcas(
-        testbed,
-        cgroupRoot,
-        resultsDir,
-        agentMetricsPort,
-        options.mbcasFlags ?? {},
-      );
-      cleanups.push(() => Promise.all(processes.map((p) => terminate(p))).then(() => {}));
-      log("started the MBCAS agent and controller");
-    }
-
+    const epochMs = Date.now() + 10_000;
     for (const pod of scenario.pods) {
-      await core.createNamespacedPod({ namespace: LAB_NAMESPACE, body: podManifest(pod) });
+      await core.createNamespacedPod({
+        namespace: LAB_NAMESPACE,
+        body: podManifest(pod, { epochMs, seed, resultsDir }),
+      });
     }
-    await waitRunning(core, scenario.pods.length);
-    log(`${scenario.pods.length} pods running on ${LAB_NODE}; recording from the epoch`);
+    const layout = detectLayout("/sys/fs/cgroup");
+    const paths = await waitRunning(core, layout, scenario.pods.length);
+    log(
+      `${scenario.pods.length} pods running on ${cluster.plan.nodeName}; recording from the epoch`,
+    );
+
+    const kernelResizes: KernelResize[] = [];
+    const watcher = watchKernelLimits(layout, paths, (r) => kernelResizes.push(r));
+    cleanups.push(() => watcher.stop());
+    const agentUrl = policy === "mbcas" ? await agentMetricsUrl(core) : null;
 
     const vpa = policy === "vpa" ? new Map<string, CpuHistogram>() : null;
-    const layout = detectLayout(cgroupRoot);
     const previous = new Map<string, CpuSample>();
     const samples: LabSample[] = [];
     const prices: LabPrice[] = [];
@@ -187,14 +195,11 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
       const wait = epochMs + second * 1000 - Date.now();
       if (wait > 0) await sleep(wait, options.signal);
       if (options.signal?.aborted) break;
-      const paths = kubelet.runtime.containerPaths();
       const market = second > 0 && policy === "mbcas" ? await readMarket(custom) : new Map();
-      const agent = second > 0 && agentMetricsPort !== null
-        ? await readAgentMetrics(agentMetricsPort)
-        : null;
+      const agent = second > 0 && agentUrl !== null ? await readAgentMetrics(agentUrl) : null;
       const now: LabSample[] = [];
       for (const pod of scenario.pods) {
-        const path = paths.get(`${LAB_NAMESPACE}/${pod.name}`)?.get("app");
+        const path = paths.get(pod.name);
         if (path === undefined) continue;
         const read = readSample(layout, path, performance.now());
         if (read.status !== "ok") continue;
@@ -213,7 +218,7 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
           throttledMillicores: Math.round(s.throttledMillicores),
           demandMillicores: agent?.demand.get(pod.name) ?? null,
           allocationMillicores: pa?.allocation ?? null,
-          limitMillicores: s.limitMillicores,
+          limitMillicores: s.limitMillicores === null ? null : Math.round(s.limitMillicores),
         });
         if (vpa !== null) {
           vpa.set(
@@ -228,8 +233,7 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
         }
       }
       for (const pod of scenario.pods.filter((p) => p.workload === "latency")) {
-        const file = kubelet.runtime.outputFile(`${LAB_NAMESPACE}/${pod.name}`, "app");
-        if (file === undefined) continue;
+        const file = join(resultsDir, `${pod.name}.jsonl`);
         let tail = tails.get(file);
         if (tail === undefined) tails.set(file, tail = new JsonLinesTail(file));
         for (const line of tail.read()) {
@@ -270,7 +274,7 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
       resizes: kernelResizes
         .map((r) => ({
           t: Math.round((r.atMs - epochMs) / 100) / 10,
-          pod: r.pod.split("/")[1],
+          pod: r.pod,
           fromMillicores: r.fromMillicores,
           toMillicores: r.toMillicores,
         }))
@@ -282,44 +286,212 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
   }
 }
 
-/** The pod object of a scenario pod: one container, Burstable, CPU resizable in place. */
-function podManifest(pod: Scenario["pods"][number]): k8s.V1Pod {
+/**
+ * The pod object of a scenario pod: the lab image running its workload, one
+ * container, Burstable, CPU resizable in place, writing its measurements to
+ * the run's results directory.
+ */
+function podManifest(
+  pod: Scenario["pods"][number],
+  run: { epochMs: number; seed: number; resultsDir: string },
+): k8s.V1Pod {
   return {
     metadata: {
       name: pod.name,
       namespace: LAB_NAMESPACE,
-      annotations: {
-        [WORKLOAD_ANNOTATION]: pod.workload,
-        [WORKLOAD_ARGS_ANNOTATION]: pod.args.join(" "),
-        ...(pod.priority === undefined ? {} : { [PRIORITY_ANNOTATION]: String(pod.priority) }),
-      },
+      annotations: pod.priority === undefined
+        ? {}
+        : { [PRIORITY_ANNOTATION]: String(pod.priority) },
     },
     spec: {
-      nodeName: LAB_NODE,
+      terminationGracePeriodSeconds: 2,
+      enableServiceLinks: false,
+      securityContext: { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532 },
       containers: [{
-        name: "app",
-        image: "mbcas-lab/workload",
+        name: CONTAINER,
+        image: LAB_IMAGE,
+        imagePullPolicy: "Never",
+        args: [
+          "--kind",
+          pod.workload,
+          "--out",
+          `${RESULTS_MOUNT}/${pod.name}.jsonl`,
+          "--epoch-ms",
+          String(run.epochMs),
+          "--seed",
+          String(run.seed + hashName(pod.name)),
+          ...pod.args,
+        ],
         resources: {
           requests: { cpu: `${pod.requestMillicores}m`, memory: "64Mi" },
-          limits: { cpu: `${pod.limitMillicores}m`, memory: "64Mi" },
+          limits: { cpu: `${pod.limitMillicores}m`, memory: "512Mi" },
         },
         resizePolicy: [
           { resourceName: "cpu", restartPolicy: "NotRequired" },
           { resourceName: "memory", restartPolicy: "NotRequired" },
         ],
+        securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true },
+        volumeMounts: [{ name: "results", mountPath: RESULTS_MOUNT }],
       }],
+      volumes: [{ name: "results", hostPath: { path: run.resultsDir, type: "Directory" } }],
     },
   };
 }
 
-async function waitRunning(core: k8s.CoreV1Api, count: number): Promise<void> {
-  const deadline = Date.now() + 30_000;
+/** Waits until every lab pod runs; resolves to each pod's container cgroup (relative path). */
+async function waitRunning(
+  core: k8s.CoreV1Api,
+  layout: CgroupLayout,
+  count: number,
+): Promise<Map<string, string>> {
+  const deadline = Date.now() + 90_000;
   while (Date.now() < deadline) {
     const list = await core.listNamespacedPod({ namespace: LAB_NAMESPACE });
-    if (list.items.filter((p) => p.status?.phase === "Running").length === count) return;
+    const running = list.items.filter((p) => p.status?.phase === "Running");
+    if (running.length === count) {
+      const cgroups = new Map(
+        discover(layout).pods.flatMap((p) => p.containers).map((c) => [c.id, c.relativePath]),
+      );
+      const paths = new Map<string, string>();
+      for (const pod of running) {
+        const id = pod.status?.containerStatuses?.[0]?.containerID;
+        const path = id === undefined ? undefined : cgroups.get(bareContainerID(id));
+        if (path !== undefined) paths.set(pod.metadata!.name!, path);
+      }
+      if (paths.size === count) return paths;
+    }
     await sleep(200);
   }
-  throw new Error(`the lab pods did not all start within 30 s`);
+  throw new Error(`the lab pods did not all start within 90 s`);
+}
+
+/**
+ * Reads every container's CFS limit every 100 ms and reports each change:
+ * the kernel's view of the resizes the kubelet carries out.
+ */
+function watchKernelLimits(
+  layout: CgroupLayout,
+  paths: Map<string, string>,
+  onResize: (resize: KernelResize) => void,
+): { stop(): void } {
+  const last = new Map<string, number | null>();
+  const read = () => {
+    for (const [pod, path] of paths) {
+      const sample = readSample(layout, path, performance.now());
+      if (sample.status !== "ok") continue;
+      const raw = limitMillicores(sample.sample);
+      const limit = raw === null ? null : Math.round(raw);
+      if (last.has(pod) && last.get(pod) !== limit) {
+        onResize({ atMs: Date.now(), pod, fromMillicores: last.get(pod)!, toMillicores: limit });
+      }
+      last.set(pod, limit);
+    }
+  };
+  read();
+  const timer = setInterval(read, 100);
+  return { stop: () => clearInterval(timer) };
+}
+
+/**
+ * Deploys MBCAS as a user would (`deno task deploy` with the local overlay;
+ * the images are on the node already) and sets the given flags as the
+ * environment variables the agent and the controller read.
+ */
+async function deployMbcas(
+  cluster: LocalCluster,
+  flags: { agent?: string[]; controller?: string[] },
+  log: (line: string) => void,
+): Promise<void> {
+  const env = { PATH: `${cluster.bin}:${Deno.env.get("PATH") ?? ""}`, NO_COLOR: "1" };
+  const run = async (command: string, args: string[]) => {
+    const out = await new Deno.Command(command, {
+      args,
+      cwd: new URL("../../", import.meta.url).pathname,
+      env,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!out.success) {
+      const d = new TextDecoder();
+      throw new Error(
+        `${command} ${args.join(" ")} failed:\n${d.decode(out.stdout)}${d.decode(out.stderr)}`,
+      );
+    }
+  };
+  await run(Deno.execPath(), [
+    "task",
+    "deploy",
+    "--kubeconfig",
+    cluster.kubeconfig,
+    "--overlay",
+    "deploy/overlays/local",
+    "--skip-images",
+  ]);
+  const kubectl = join(cluster.bin, "kubectl");
+  const workloads = [
+    ["daemonset/mbcas-agent", flagsToEnv(flags.agent ?? [], AGENT_OPTIONS)],
+    ["deployment/mbcas-controller", flagsToEnv(flags.controller ?? [], CONTROLLER_OPTIONS)],
+  ] as const;
+  for (const [workload, vars] of workloads) {
+    if (vars.length === 0) continue;
+    log(`${workload}: ${vars.join(" ")}`);
+    await run(kubectl, [
+      "--kubeconfig",
+      cluster.kubeconfig,
+      "-n",
+      "mbcas-system",
+      "set",
+      "env",
+      workload,
+      ...vars,
+    ]);
+    await run(kubectl, [
+      "--kubeconfig",
+      cluster.kubeconfig,
+      "-n",
+      "mbcas-system",
+      "rollout",
+      "status",
+      workload,
+      "--timeout=180s",
+    ]);
+  }
+}
+
+/** `--name value` pairs as `ENV=value`, with the environment variables the options table names. */
+export function flagsToEnv(
+  flags: readonly string[],
+  table: Record<string, { env?: string }>,
+): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < flags.length; i += 2) {
+    const name = flags[i].replace(/^--/, "");
+    const env = table[name]?.env;
+    if (env === undefined || flags[i + 1] === undefined) {
+      throw new Error(`lab: ${flags[i]} is not an option with a value and an environment variable`);
+    }
+    out.push(`${env}=${flags[i + 1]}`);
+  }
+  return out;
+}
+
+/** The agent's /metrics URL (its pod's address on the node's bridge). */
+async function agentMetricsUrl(core: k8s.CoreV1Api): Promise<string> {
+  const list = await core.listNamespacedPod({
+    namespace: "mbcas-system",
+    labelSelector: "app.kubernetes.io/component=agent",
+  });
+  const pod = list.items.find((p) =>
+    p.status?.phase === "Running" && p.metadata?.deletionTimestamp === undefined
+  );
+  if (pod?.status?.podIP === undefined) throw new Error("no running agent pod");
+  return `http://${pod.status.podIP}:${AGENT_OPTIONS["metrics-port"].default}/metrics`;
+}
+
+function hashName(text: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619) >>> 0;
+  return h % 1_000_000;
 }
 
 /** The published allocation of each pod (its PodAllocation's first container), millicores. */
@@ -350,10 +522,10 @@ async function readMarket(
  * evidence is only as fresh as its last publish).
  */
 async function readAgentMetrics(
-  port: number,
+  url: string,
 ): Promise<{ demand: Map<string, number>; price: number | null } | null> {
   try {
-    const response = await fetch(`http://127.0.0.1:${port}/metrics`);
+    const response = await fetch(url, { signal: AbortSignal.timeout(900) });
     const text = await response.text();
     const demand = new Map<string, number>();
     let price: number | null = null;
@@ -392,60 +564,11 @@ async function applyVpa(
       const pod = await core.readNamespacedPod({ name, namespace: LAB_NAMESPACE });
       const current = parseMillicores(pod.spec?.containers[0].resources?.limits?.cpu ?? "0");
       if (current === limit) continue;
-      await patchPodResize(core, LAB_NAMESPACE, name, [{ name: "app", cpuLimit: `${limit}m` }]);
+      await patchPodResize(core, LAB_NAMESPACE, name, [{ name: CONTAINER, cpuLimit: `${limit}m` }]);
     } catch (error) {
       log(`vpa: resizing ${name} to ${limit}m failed: ${errorMessage(error)}`);
     }
   }
-}
-
-/** Starts the agent and the controller as `deno task agent` / `deno task controller` do. */
-function startMbcas(
-  testbed: Testbed,
-  cgroupRoot: string,
-  logDir: string,
-  agentMetricsPort: number,
-  flags: { agent?: string[]; controller?: string[] },
-): Deno.ChildProcess[] {
-  const spawn = (task: string, args: string[]) => {
-    const { flags, entry } = taskRun(task);
-    const logFile = join(logDir, `${task}.log`);
-    // setsid: a session of its own (same pid), so a terminal's Ctrl-C reaches the lab only.
-    const child = new Deno.Command("setsid", {
-      args: [Deno.execPath(), "run", "--config", DENO_JSON, ...flags, entry, ...args],
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-    }).spawn();
-    child.stderr.pipeTo(Deno.openSync(logFile, { create: true, append: true }).writable).catch(
-      () => {},
-    );
-    return child;
-  };
-  return [
-    spawn("agent", [
-      "--kubeconfig",
-      testbed.identities.agent.kubeconfig,
-      "--node-name",
-      LAB_NODE,
-      "--cgroup-root",
-      cgroupRoot,
-      "--bind-address",
-      "127.0.0.1",
-      "--metrics-port",
-      String(agentMetricsPort),
-      ...(flags.agent ?? []),
-    ]),
-    spawn("controller", [
-      "--kubeconfig",
-      testbed.identities.controller.kubeconfig,
-      "--bind-address",
-      "127.0.0.1",
-      "--metrics-port",
-      String(freePort()),
-      ...(flags.controller ?? []),
-    ]),
-  ];
 }
 
 /** A workload's per-second line (the fields the lab reads). */

@@ -110,7 +110,9 @@ export function buildScenario(
         workload: "batch",
         requestMillicores: 100,
         limitMillicores: 150,
-        args: ["--parallelism", "1"],
+        // Two threads: it wants more than the node has, so the market is
+        // contended and no idle surplus lands on the service.
+        args: ["--parallelism", "2"],
       }],
       spikes: [{ pod: "web", atS: 0, needMillicores: 300 }],
       roles: { latency: ["web"], protected: ["web"], batch: ["batch"], contending: [] },

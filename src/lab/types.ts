@@ -1,7 +1,7 @@
 /**
  * Plain data of the lab: what a lab run records (the input of the report)
- * and what the workloads write. Shared by the lab kubelet, the scenario
- * runner, the workloads and the report.
+ * and what the workloads write. Shared by the scenario runner, the workloads
+ * and the report.
  *
  * @module
  */

@@ -1,6 +1,6 @@
 /**
- * Lab workload program: what the lab kubelet runs as a pod's container
- * process, inside the pod's cgroup. It burns CPU in the pattern of its kind
+ * Lab workload program: what the lab's pods run (the entry point of the
+ * `mbcas-lab:local` image on the local real node). It burns CPU in the pattern of its kind
  * until SIGTERM (or `--duration-s`) and appends one JSON line per second to
  * `--out`:
  *

@@ -6,7 +6,7 @@
  * real CPU-burning processes in it. Everything is removed by `cleanup()`.
  */
 import { join } from "node:path";
-import { LabCgroups } from "../../src/lab/cgroups.ts";
+import { LabCgroups } from "../_support/kubelet_cgroups.ts";
 
 const CGROUP = "/sys/fs/cgroup";
 

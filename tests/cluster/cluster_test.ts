@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { api } from "../../src/cluster/mod.ts";
 import { diffHost, snapshotHost } from "../../src/cluster/_host_state.ts";
+import { bareContainerID, detectLayout, discover } from "../../src/cgroup/mod.ts";
 import { requireOrSkip } from "../_support/requirements.ts";
 import {
   cgroupPids,
@@ -78,6 +79,22 @@ requireOrSkip(
       );
       const cgroup = containerCgroup(pod);
       assert.equal(kernelLimitMillicores(cgroup), 200, "the kubelet wrote a 200m quota");
+
+      // The agent's cgroup module finds the real kubelet's tree: the pod, its QoS,
+      // its container by the id the status reports, and the sandbox apart (by
+      // its minimal CPU weight, without being told the ids).
+      const found = discover(detectLayout("/sys/fs/cgroup")).pods.find((p) =>
+        p.podUID === pod.metadata.uid
+      );
+      assert.ok(found !== undefined, "discovery finds the pod's cgroup");
+      assert.equal(found.qos, "burstable");
+      assert.equal(found.driver, "cgroupfs");
+      const app = found.containers.find((c) =>
+        c.id === bareContainerID(pod.status.containerStatuses[0].containerID)
+      );
+      assert.ok(app !== undefined, "and its container, by the id in the pod's status");
+      assert.equal(app.sandbox, false);
+      assert.equal(found.containers.filter((c) => c.sandbox === true).length, 1, "one sandbox");
 
       // pods/resize: the real kubelet rewrites the quota in place, no restart.
       const patchedAt = performance.now();

@@ -1,45 +1,48 @@
 /**
- * A short lab run through the whole chain on real CPU: the lab kubelet runs
- * a latency service as a real process in a real cgroup with a 150m CFS
- * quota, its load needs 300m for the first half and nothing after. The real
- * agent reads the kernel's throttling, the market raises the allocation, the
- * real controller resizes the pod, and the lab kubelet rewrites the quota;
- * after the load stops the limit comes down again. Nothing is left behind:
- * no process, cgroup or mount.
+ * A short lab run through the whole chain on the local real node: the real
+ * kubelet runs a latency service as a container of the lab image with a
+ * 150m CFS quota, its load needs 300m for the first half and nothing after.
+ * MBCAS, deployed from the shipped manifests, reads the kernel's throttling,
+ * the market raises the allocation, the controller resizes the pod, and the
+ * real kubelet rewrites the quota; after the load stops the limit comes down
+ * again. Nothing is left behind: no node component, workload, cgroup or
+ * mount.
  */
 import assert from "node:assert/strict";
-import { labMissing, runLab } from "../../src/lab/run.ts";
+import { labAllocatable, runLab } from "../../src/lab/run.ts";
 import { buildScenario } from "../../src/lab/scenario.ts";
 import { renderReport } from "../../src/lab/report.ts";
-import { requireOrSkip, testbedMissing } from "../_support/requirements.ts";
+import { requireOrSkip } from "../_support/requirements.ts";
+import { realNodeMissing } from "../_support/real_node.ts";
 
 function leftovers(): string[] {
   const found: string[] = [];
   for (const h of ["cpu", "cpuacct", "unified", ""]) {
     try {
       for (const e of Deno.readDirSync(`/sys/fs/cgroup/${h}`)) {
-        if (e.isDirectory && e.name.startsWith("mbcas-lab-")) found.push(`cgroup ${h}/${e.name}`);
+        if (e.isDirectory && e.name === "kubepods") found.push(`cgroup ${h}/${e.name}`);
       }
     } catch {
       // hierarchy not mounted
     }
   }
   for (const line of Deno.readTextFileSync("/proc/mounts").split("\n")) {
-    if (line.includes("mbcas-lab-cgroup-")) found.push(`mount ${line.split(" ")[1]}`);
+    if (line.includes("mbcas-cluster-")) found.push(`mount ${line.split(" ")[1]}`);
   }
-  const ps = new Deno.Command("pgrep", { args: ["-f", "src/lab/workload.ts"] }).outputSync();
+  const ps = new Deno.Command("pgrep", { args: ["-f", "src/lab/workload.ts|kubelet|containerd"] })
+    .outputSync();
   const pids = new TextDecoder().decode(ps.stdout).trim();
-  if (pids !== "") found.push(`workload processes ${pids}`);
+  if (pids !== "") found.push(`processes ${pids}`);
   return found;
 }
 
 requireOrSkip(
   "lab (real CPU): MBCAS raises a throttled pod's limit through the whole chain and lowers it after the load stops",
-  labMissing() ?? testbedMissing(),
+  realNodeMissing(),
   async () => {
     assert.deepEqual(leftovers(), [], "nothing of an earlier lab run is around");
     const duration = 50;
-    const scenario = buildScenario("spike", duration, 1600);
+    const scenario = buildScenario("spike", duration, labAllocatable());
     const run = await runLab({
       scenario,
       policy: "mbcas",

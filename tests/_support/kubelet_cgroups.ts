@@ -1,6 +1,6 @@
 /**
- * Real cgroups for the lab kubelet, laid out as the kubelet's cgroupfs driver
- * lays them out: `<root>/kubepods/<qos>/pod<uid>/<container id>` for
+ * Real cgroups for the cgroup module's real-kernel tests and benchmark, laid
+ * out as the kubelet's cgroupfs driver lays them out: `<root>/kubepods/<qos>/pod<uid>/<container id>` for
  * Burstable and BestEffort pods, `<root>/kubepods/pod<uid>/<id>` for
  * Guaranteed ones, under a lab-owned `<root>` (like the kubelet's
  * `--cgroup-root`), so nothing a real kubelet owns is touched.
@@ -9,7 +9,8 @@
  * `unified` hierarchy when mounted (hybrid: PSI lives there); v2: the unified
  * hierarchy with the cpu controller enabled down the tree. CPU shares/weight
  * come from requests and the CFS quota from limits, with the kubelet's
- * formulas. A lab component; never deployed.
+ * formulas. (The lab ran its own kubelet on these before it moved to the real
+ * node; tests/cluster shows the real kubelet's tree to the cgroup module.)
  *
  * @module
  */
