@@ -23,19 +23,6 @@ import {
 /** How the simulated kubelet answers a resize. */
 export type ResizeResponse = "accept" | "deferred" | "infeasible" | "error";
 
-/**
- * What runs a node's containers. The simulator alone runs nothing; the lab
- * kubelet plugs in real processes in real cgroups.
- */
-export interface ContainerRuntime {
-  /** Starts the pod's containers (idempotent); returns each container's id by name. */
-  startPod(pod: k8s.V1Pod): Promise<Map<string, string>>;
-  /** Applies the pod's spec resources to its running containers; how the kubelet answers. */
-  resizePod(pod: k8s.V1Pod): Promise<ResizeResponse>;
-  /** Stops the pod's containers and removes what they used (idempotent). */
-  stopPod(pod: k8s.V1Pod): Promise<void>;
-}
-
 /** Options of the simulator. */
 export interface KubeletSimulatorOptions {
   /** The node's name. */
@@ -44,8 +31,6 @@ export interface KubeletSimulatorOptions {
   allocatableMillicores?: number;
   /** Answer to resizes of pods without a per-pod choice (default accept). */
   defaultResponse?: ResizeResponse;
-  /** Runs the containers and answers resizes (default: nothing runs, resizes are answered by choice). */
-  runtime?: ContainerRuntime | null;
   /** Pod resync period, milliseconds (default 2000). */
   resyncMs?: number;
 }
@@ -73,7 +58,6 @@ export class KubeletSimulator {
     this.#options = {
       allocatableMillicores: 4000,
       defaultResponse: "accept",
-      runtime: null,
       resyncMs: 2000,
       ...options,
     };
@@ -107,10 +91,6 @@ export class KubeletSimulator {
     this.#informer.subscribe((event) => {
       if (event.type !== "deleted") {
         this.#enqueue(`${event.object.metadata!.namespace}/${event.object.metadata!.name}`);
-      } else {
-        this.#options.runtime?.stopPod(event.object).catch((error) =>
-          console.error(`kubelet ${this.nodeName}: stopping a deleted pod: ${error}`)
-        );
       }
     });
     this.#informer.start();
@@ -204,29 +184,12 @@ export class KubeletSimulator {
 
   async #reconcile(key: string): Promise<void> {
     const [namespace, name] = key.split("/");
-    const runtime = this.#options.runtime;
     await retryOnConflict(async () => {
       const pod = toPlain(await this.#core.readNamespacedPod({ name, namespace }));
       if (pod.spec?.nodeName !== this.nodeName) return;
-      if (pod.metadata?.deletionTimestamp) {
-        if (runtime === null) return;
-        // As a kubelet does: stop the containers, then remove the pod for good.
-        await runtime.stopPod(pod);
-        await this.#core.deleteNamespacedPod({
-          name,
-          namespace,
-          gracePeriodSeconds: 0,
-          body: { preconditions: { uid: pod.metadata.uid } },
-        });
-        return;
-      }
-      let ids: Map<string, string> | null = null;
-      let response = this.#responses.get(key) ?? this.#options.defaultResponse;
-      if (runtime !== null) {
-        ids = await runtime.startPod(pod);
-        if (resizeWanted(pod)) response = await runtime.resizePod(pod);
-      }
-      const next = this.#desiredStatus(key, pod, response, ids);
+      if (pod.metadata?.deletionTimestamp) return;
+      const response = this.#responses.get(key) ?? this.#options.defaultResponse;
+      const next = this.#desiredStatus(key, pod, response);
       if (next === null) return;
       // A merge patch carrying the resourceVersion: optimistic concurrency without re-serialising dates.
       await this.#core.patchNamespacedPodStatus(
@@ -245,7 +208,6 @@ export class KubeletSimulator {
     key: string,
     pod: k8s.V1Pod,
     response: ResizeResponse,
-    ids: Map<string, string> | null,
   ): k8s.V1PodStatus | null {
     const status = { ...(pod.status ?? {}) };
     const generation = pod.metadata?.generation ?? 1;
@@ -270,7 +232,7 @@ export class KubeletSimulator {
         name: c.name,
         image: c.image ?? "",
         imageID: `sha256:${hex(`${c.image}`)}`,
-        containerID: `containerd://${ids?.get(c.name) ?? containerID(pod, c.name)}`,
+        containerID: `containerd://${containerID(pod, c.name)}`,
         ready: true,
         started: true,
         restartCount: 0,

@@ -8,4 +8,4 @@ export { ensureBinaries, freePort, startTestbed, terminate, waitFor } from "./te
 export type { Identities, Identity, Testbed, TestbedOptions } from "./testbed.ts";
 export { containerID, KubeletSimulator } from "./kubelet_sim.ts";
 export { applyManifests, MANIFESTS, waitForCrd } from "./manifests.ts";
-export type { ContainerRuntime, KubeletSimulatorOptions, ResizeResponse } from "./kubelet_sim.ts";
+export type { KubeletSimulatorOptions, ResizeResponse } from "./kubelet_sim.ts";
