@@ -393,11 +393,12 @@ function watchKernelLimits(
 }
 
 /**
- * Deploys MBCAS as a user would (`deno task deploy` with the local overlay;
- * the images are on the node already) and sets the given flags as the
- * environment variables the agent and the controller read.
+ * Deploys MBCAS onto the local cluster as a user would (`deno task deploy`
+ * with the local overlay; the images are on the node already) and sets the
+ * given flags as the environment variables the agent and the controller
+ * read (a rolling update of each, waited for).
  */
-async function deployMbcas(
+export async function deployMbcas(
   cluster: LocalCluster,
   flags: { agent?: string[]; controller?: string[] },
   log: (line: string) => void,

@@ -15,12 +15,13 @@
  * - `deno task undeploy` removes everything.
  *
  * The agent's release half-life and the controller's cooldown are shortened
- * with `kubectl set env` (a rolling update of both), so the way down fits a
- * test; everything else is as shipped.
+ * through their environment variables (`kubectl set env`, a rolling update
+ * of both), so the way down fits a test; everything else is as shipped.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { api, type LocalCluster } from "../../src/cluster/mod.ts";
+import { deployMbcas } from "../../src/lab/run.ts";
 import { requireOrSkip } from "../_support/requirements.ts";
 import {
   cgroupPids,
@@ -88,37 +89,12 @@ requireOrSkip(
   async () => {
     await withLocalCluster(async (cluster) => {
       const kubeconfig = cluster.kubeconfig;
-      const deploy = await task(cluster, "deploy", [
-        "--kubeconfig",
-        kubeconfig,
-        "--overlay",
-        "deploy/overlays/local",
-        "--skip-images",
-        "--timeout",
-        "180",
-      ]);
-      assert.equal(deploy.code, 0, `deno task deploy succeeded:\n${deploy.output}`);
-
-      // Faster release and cooldown for the way down (a rolling update of both).
-      await kubectl(cluster, [
-        "-n",
-        "mbcas-system",
-        "set",
-        "env",
-        "daemonset/mbcas-agent",
-        "MBCAS_RELEASE_HALF_LIFE_SECONDS=4",
-      ]);
-      await kubectl(cluster, [
-        "-n",
-        "mbcas-system",
-        "set",
-        "env",
-        "deployment/mbcas-controller",
-        "MBCAS_COOLDOWN_SECONDS=4",
-      ]);
-      for (const w of ["daemonset/mbcas-agent", "deployment/mbcas-controller"]) {
-        await kubectl(cluster, ["-n", "mbcas-system", "rollout", "status", w, "--timeout=180s"]);
-      }
+      // deno task deploy with the local overlay, then a faster release and
+      // cooldown for the way down (a rolling update of both, waited for).
+      await deployMbcas(cluster, {
+        agent: ["--release-half-life-seconds", "4"],
+        controller: ["--cooldown-seconds", "4"],
+      }, (line) => console.error(`  ${line}`));
 
       // The agent: uid 65532, read-only root, reading the real kubelet's cgroups.
       const [agentPod] = (await pods(cluster, "app.kubernetes.io/component=agent"))

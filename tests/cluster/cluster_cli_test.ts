@@ -1,0 +1,78 @@
+/**
+ * `deno task cluster` as a person uses it, on the real node: bad options
+ * exit 2 naming the option; Ctrl-C (SIGINT) stops everything and restores
+ * the machine; and when the process is killed outright (SIGKILL, no
+ * teardown of its own), its reaper restores the machine within seconds.
+ * Both check the whole host state against a snapshot taken before.
+ */
+import assert from "node:assert/strict";
+import { diffHost, type HostSnapshot, snapshotHost } from "../../src/cluster/_host_state.ts";
+import { requireOrSkip } from "../_support/requirements.ts";
+import { realNodeMissing } from "../_support/real_node.ts";
+
+const CLI = new URL("../../src/cli/cluster.ts", import.meta.url).pathname;
+
+function startCli(args: string[]): { child: Deno.ChildProcess; ready: Promise<string> } {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", "--allow-all", CLI, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  child.stderr.pipeTo(new WritableStream()).catch(() => {});
+  const ready = (async () => {
+    let text = "";
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      text += chunk;
+      if (text.includes("Ctrl-C stops everything")) return text;
+    }
+    throw new Error(`deno task cluster ended before it was ready:\n${text}`);
+  })();
+  return { child, ready };
+}
+
+async function restoredWithin(before: HostSnapshot, timeoutMs: number): Promise<string[]> {
+  const deadline = performance.now() + timeoutMs;
+  let diff: string[] = [];
+  while (performance.now() < deadline) {
+    diff = diffHost(before, await snapshotHost());
+    if (diff.length === 0) return diff;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  return diff;
+}
+
+Deno.test("deno task cluster: an unknown option exits 2 naming it", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", "--allow-all", CLI, "--nodes", "3"],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 2);
+  assert.match(new TextDecoder().decode(out.stderr), /cluster: .*'--nodes'/);
+});
+
+requireOrSkip(
+  "deno task cluster (real node): Ctrl-C restores the machine, and so does the reaper after SIGKILL",
+  realNodeMissing(),
+  async (t) => {
+    await t.step("SIGINT: the cluster stops in order and exits 0", async () => {
+      const before = await snapshotHost();
+      const { child, ready } = startCli(["--no-images"]);
+      const printed = await ready;
+      assert.match(printed, /export KUBECONFIG=\/\S+admin\.kubeconfig/);
+      child.kill("SIGINT");
+      const status = await child.status;
+      assert.equal(status.code, 0);
+      assert.deepEqual(diffHost(before, await snapshotHost()), [], "the machine is as before");
+    });
+    await t.step("SIGKILL: the reaper restores the machine", async () => {
+      const before = await snapshotHost();
+      const { child, ready } = startCli(["--no-images"]);
+      await ready;
+      child.kill("SIGKILL");
+      await child.status;
+      assert.deepEqual(await restoredWithin(before, 60_000), [], "restored within 60 s");
+    });
+  },
+);
