@@ -1,9 +1,25 @@
 #!/usr/bin/env bash
-# Shared by build_testbed.sh and build_node.sh: the wrapper Go module that
-# builds commands of k8s.io/kubernetes (whose own go.mod replaces every
-# staging module with ./staging/..., so `go install` cannot build it).
+# Shared by build_testbed.sh and build_node.sh: finding Go, and the wrapper Go
+# module that builds commands of k8s.io/kubernetes (whose own go.mod replaces
+# every staging module with ./staging/..., so `go install` cannot build it).
+#   go_setup WHAT                    puts Go on PATH (or exits 1 naming WHAT) and sets
+#                                    the build environment (static binaries, -mod=mod)
 #   k8s_wrapper_module DIR VERSION   writes DIR/go.mod requiring k8s.io/kubernetes VERSION
 #   k8s_ldflags VERSION              prints the -ldflags that make /version honest
+
+go_setup() {
+  if ! command -v go >/dev/null 2>&1; then
+    for candidate in /usr/local/go/bin /usr/lib/go/bin; do
+      [[ -x "$candidate/go" ]] && PATH="$candidate:$PATH"
+    done
+  fi
+  command -v go >/dev/null 2>&1 || {
+    log "error: the Go toolchain is required to build $1 (go not on PATH)"
+    exit 1
+  }
+  export GOFLAGS="${GOFLAGS:-} -mod=mod"
+  export CGO_ENABLED=0
+}
 
 k8s_wrapper_module() {
   local dir=$1 version=$2 modfile staging_version

@@ -24,19 +24,8 @@ if [[ -f "$STAMP" ]]; then
   exit 0
 fi
 
-if ! command -v go >/dev/null 2>&1; then
-  for candidate in /usr/local/go/bin /usr/lib/go/bin; do
-    [[ -x "$candidate/go" ]] && PATH="$candidate:$PATH"
-  done
-fi
-command -v go >/dev/null 2>&1 || {
-  log "error: the Go toolchain is required to build the test bed (go not on PATH)"
-  exit 1
-}
-
+go_setup "the test bed"
 mkdir -p "$BIN" "$CACHE/src"
-export GOFLAGS="${GOFLAGS:-} -mod=mod"
-export CGO_ENABLED=0
 
 # --- etcd: a two-line wrapper around etcdmain.Main ------------------------
 if [[ ! -x "$BIN/etcd" || ! -f "$BIN/.etcd-$ETCD_VERSION" ]]; then

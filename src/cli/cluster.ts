@@ -9,7 +9,12 @@
  */
 import { parseArgs } from "node:util";
 import { programArgs } from "../config/mod.ts";
-import { buildLocalImages, localClusterMissing, startLocalCluster } from "../cluster/mod.ts";
+import {
+  buildLocalImages,
+  type LocalCluster,
+  localClusterMissing,
+  startLocalCluster,
+} from "../cluster/mod.ts";
 
 const USAGE = `usage: deno task cluster [--no-images] [--no-cpu-quota]
 
@@ -21,7 +26,7 @@ images (mbcas-controller:local, mbcas-agent:local, mbcas-lab:local) and imports
 them into the node. Prints the kubeconfig; Ctrl-C stops everything and restores
 the machine (processes, containers, mounts, cgroups, links, iptables, sysctls).
 
-  --no-images      do not build and import the MBCAS images
+  --no-images      do not build and import the MBCAS images (the pause image still is)
   --no-cpu-quota   the kubelet enforces no CPU limits (cpuCFSQuota: false)
   -h, --help       this text`;
 
@@ -57,25 +62,34 @@ if (import.meta.main) {
   };
   Deno.addSignalListener("SIGINT", early);
   Deno.addSignalListener("SIGTERM", early);
-  let cluster;
+  let cluster: LocalCluster | undefined;
+  let failure: Error | null = null;
   try {
-    const images = values["no-images"] ? [] : await buildLocalImages(imagesDir, { log });
+    const images = await buildLocalImages(imagesDir, { log, pauseOnly: values["no-images"] });
     cluster = await startLocalCluster({
       log,
       cpuCfsQuota: !values["no-cpu-quota"],
       imageArchives: images.map((i) => i.archive),
     });
   } catch (error) {
-    console.error(`cluster: start failed: ${(error as Error).message}`);
-    Deno.exit(1);
+    failure = error as Error;
   } finally {
     await Deno.remove(imagesDir, { recursive: true }).catch(() => {});
     Deno.removeSignalListener("SIGINT", early);
     Deno.removeSignalListener("SIGTERM", early);
   }
+  if (cluster === undefined) {
+    console.error(`cluster: start failed: ${failure?.message}`);
+    Deno.exit(1);
+  }
+  const running: LocalCluster = cluster;
+  let stopping = false;
   const stop = async () => {
+    // deno task passes the terminal's Ctrl-C on too: the second signal is the same request.
+    if (stopping) return;
+    stopping = true;
     console.error("\nstopping the local cluster ...");
-    await cluster.stop();
+    await running.stop();
     Deno.exit(0);
   };
   if (stopRequested) await stop();

@@ -1174,3 +1174,14 @@ export async function restoreHost(
   }
   return lines;
 }
+
+/**
+ * The cgroups of other sessions beside this process (see
+ * {@link siblingCgroupPatterns}), for the hierarchies of `snapshot`: what a
+ * diff of the whole host ignores because something else makes and removes
+ * them while a cluster runs.
+ */
+export async function foreignCgroupPatterns(snapshot: HostSnapshot): Promise<RegExp[]> {
+  const hierarchies = [...new Set(snapshot.cgroups.map((c) => c.split("/")[0]))];
+  return siblingCgroupPatterns(await Deno.readTextFile("/proc/self/cgroup"), hierarchies);
+}

@@ -9,10 +9,14 @@
  * address. Pods get no default route, only routes into the cluster's range,
  * nothing is masqueraded, and an nftables rule drops anything forwarded from
  * the bridge to another interface: every packet ends on the bridge, in a
- * pod's namespace or on the host.
+ * pod's namespace or on the host. The node has every image it runs imported
+ * (the sandbox image included), so nothing is ever pulled.
  *
  * @module
  */
+
+import { PAUSE_IMAGE } from "./images.ts";
+import type { RestoreStep } from "./_host_state.ts";
 
 /** Addresses, names and paths of one local cluster. */
 export interface ClusterPlan {
@@ -63,7 +67,7 @@ export function defaultPlan(dir: string, overrides: Partial<ClusterPlan> = {}): 
     dir,
     cniBinDir: "/usr/lib/cni",
     runc: "/usr/sbin/runc",
-    pauseImage: "mbcas.local/pause:1",
+    pauseImage: PAUSE_IMAGE,
     cpuCfsQuota: true,
     guardTable: "mbcas_cluster_guard",
     ...overrides,
@@ -362,4 +366,31 @@ export function hostResolvConf(): string {
 
 function toml(value: string): string {
   return JSON.stringify(value);
+}
+
+/**
+ * The restore steps that are the cluster's to take: every cgroup, nftables,
+ * sysctl and owned-directory step (the plan confines those already), but
+ * only the mounts, network namespaces, links and routes of the cluster (its
+ * directory, the CRI's netns, its bridge and the pods' veths), so that
+ * whatever else runs on the machine keeps its own.
+ */
+export function ownedByCluster(plan: ClusterPlan): (step: RestoreStep) => boolean {
+  return (step) => {
+    switch (step.kind) {
+      case "umount":
+        return step.path.startsWith(`${plan.dir}/`) || step.path === plan.dir ||
+          /^\/(var\/)?run\/netns(\/|$)/.test(step.path) ||
+          step.path.startsWith("/var/lib/kubelet");
+      case "netns":
+        return step.name.startsWith("cni-");
+      case "link":
+        return step.name === plan.bridge || step.name.startsWith("veth");
+      case "route":
+        return step.route.includes(plan.bridge) || step.route.includes(plan.clusterRange) ||
+          step.route.startsWith(plan.podCidr);
+      default:
+        return true;
+    }
+  };
 }

@@ -9,7 +9,7 @@
  */
 import { join } from "node:path";
 import { type HostSnapshot, restoreHost } from "./_host_state.ts";
-import { paths } from "./_plan.ts";
+import { defaultPlan, ownedByCluster, paths } from "./_plan.ts";
 import { killShims } from "./_shims.ts";
 
 function alive(pid: number): boolean {
@@ -58,11 +58,7 @@ if (import.meta.main) {
     const before: HostSnapshot = JSON.parse(
       Deno.readTextFileSync(join(dir, "host-before.json")),
     );
-    const lines = await restoreHost(before);
-    Deno.writeTextFileSync(
-      `/tmp/mbcas-cluster-reaper-${pid}.log`,
-      lines.join("\n") + "\n",
-    );
+    await restoreHost(before, { filter: ownedByCluster(defaultPlan(dir)) });
     Deno.removeSync(dir, { recursive: true });
   }
 }

@@ -26,9 +26,10 @@ import {
   hostResolvConf,
   kubeletConfig,
   kubeProxyConfig,
+  ownedByCluster,
   paths,
 } from "./_plan.ts";
-import { restoreHost, snapshotHost } from "./_host_state.ts";
+import { type HostSnapshot, restoreHost, snapshotHost } from "./_host_state.ts";
 import { killShims } from "./_shims.ts";
 
 const NODE_BUILD = new URL("../../scripts/build_node.sh", import.meta.url).pathname;
@@ -101,10 +102,19 @@ export function localClusterMissing(plan: ClusterPlan = defaultPlan("")): string
         "(scripts/install_node_packages.sh)";
     }
   }
-  for (const command of ["iptables", "nft", "ip", "mount"]) {
+  const commands = ["iptables", "iptables-save", "ip6tables-save", "nft", "ip", "mount", "setsid"];
+  for (const command of commands) {
     if (which(command) === null) {
       return `${command} is missing: scripts/install_node_packages.sh installs it`;
     }
+  }
+  // kube-proxy's and the kubelet's rules must show in the nftables ruleset,
+  // which is what the teardown restores.
+  const version = new Deno.Command("iptables", { args: ["--version"], stdout: "piped" })
+    .outputSync();
+  if (!new TextDecoder().decode(version.stdout).includes("nf_tables")) {
+    return "iptables is not the nf_tables variant (update-alternatives --set iptables " +
+      "/usr/sbin/iptables-nft): the teardown could not see kube-proxy's rules";
   }
   return null;
 }
@@ -116,18 +126,23 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
   const missing = localClusterMissing();
   if (missing !== null) throw new Error(`cannot start the local cluster: ${missing}`);
   const bin = await ensureNodeBinaries(log);
+  if (linkExists(defaultPlan("").bridge)) {
+    throw new Error(
+      `cannot start the local cluster: the bridge ${defaultPlan("").bridge} exists, so another ` +
+        "local cluster is running (stop it first; a crashed one is cleaned up by its reaper within seconds)",
+    );
+  }
   const dir = await Deno.makeTempDir({ prefix: "mbcas-cluster-", dir: options.parentDir });
   const plan = defaultPlan(dir, { cpuCfsQuota: options.cpuCfsQuota ?? true });
   const p = paths(plan.dir);
-  if (linkExists(plan.bridge)) {
-    await Deno.remove(dir, { recursive: true });
-    throw new Error(
-      `cannot start the local cluster: the bridge ${plan.bridge} exists, so another local ` +
-        "cluster is running (stop it first; a crashed one is cleaned up by its reaper within seconds)",
-    );
+  let before: HostSnapshot;
+  try {
+    before = await snapshotHost();
+    await Deno.writeTextFile(join(dir, "host-before.json"), JSON.stringify(before));
+  } catch (error) {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw error;
   }
-  const before = await snapshotHost();
-  await Deno.writeTextFile(join(dir, "host-before.json"), JSON.stringify(before));
   const processes = new Map<string, Deno.ChildProcess>();
   const writePids = () =>
     Deno.writeTextFileSync(
@@ -158,6 +173,7 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
       args: ["--address", p.containerdSocket, "--namespace", "k8s.io", ...args],
       stdout: "piped",
       stderr: "piped",
+      signal: AbortSignal.timeout(120_000),
     }).output();
     if (!out.success) {
       throw new Error(
@@ -174,39 +190,51 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
   };
 
   let testbed: Testbed | null = null;
-  let stopped = false;
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
+  let stopping: Promise<void> | null = null;
+  const teardown = async () => {
     log("stopping the local cluster");
-    const stopProcess = async (name: string) => {
-      const child = processes.get(name);
-      if (child === undefined) return;
-      processes.delete(name);
-      writePids();
-      await terminate(child, 10_000);
+    // Every step runs, whatever an earlier one did: a failed step is logged.
+    const step = async (what: string, fn: () => Promise<unknown>) => {
+      try {
+        await fn();
+      } catch (error) {
+        log(`teardown: ${what}: ${(error as Error).message}`);
+      }
     };
+    const stopProcess = (name: string) =>
+      step(`stopping ${name}`, async () => {
+        const child = processes.get(name);
+        if (child === undefined) return;
+        processes.delete(name);
+        writePids();
+        await terminate(child, 10_000);
+      });
     await stopProcess("kube-scheduler");
     if (testbed !== null && processes.has("kubelet")) {
       // Pods deleted through the API are torn down by the kubelet through the
       // CRI, so CNI releases their addresses and links in order.
-      await deleteAllPods(testbed).catch((e) => log(`deleting pods: ${e}`));
-      await waitUntil(async () => (await ctr(["tasks", "ls", "-q"])).trim() === "", 20_000)
-        .catch(() => log("some containers were still running; killing them"));
+      await step("deleting pods", () => deleteAllPods(testbed!));
+      await step(
+        "waiting for the containers to stop",
+        () => waitUntil(async () => (await ctr(["tasks", "ls", "-q"])).trim() === "", 20_000),
+      );
     }
     await stopProcess("kube-proxy");
     await stopProcess("kubelet");
     await stopProcess("coredns");
-    if (processes.has("containerd")) {
-      await killAllContainers(ctr).catch((e) => log(`killing containers: ${e}`));
-    }
+    if (processes.has("containerd")) await step("killing containers", () => killAllContainers(ctr));
     await stopProcess("containerd");
-    await killShims(p.containerdSocket);
-    await testbed?.stop();
-    await restoreHost(before, { log });
-    await Deno.remove(dir, { recursive: true }).catch((e) => log(`removing ${dir}: ${e}`));
+    await step("killing shims", () => killShims(p.containerdSocket));
+    await step("stopping the control plane", async () => await testbed?.stop());
+    await step(
+      "restoring the machine",
+      () => restoreHost(before, { log, filter: ownedByCluster(plan) }),
+    );
+    await step(`removing ${dir}`, () => Deno.remove(dir, { recursive: true }));
     log("the local cluster is stopped and the machine restored");
   };
+  // Idempotent, also when asked again while it runs (a second Ctrl-C).
+  const stop = () => stopping ??= teardown();
 
   try {
     // The bridge first: the API server and CoreDNS listen on its address.
@@ -308,7 +336,9 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
     await waitFor(
       "coredns",
       async () => {
-        const r = await fetch(`http://${plan.bridgeAddress}:8181/ready`);
+        const r = await fetch(`http://${plan.bridgeAddress}:8181/ready`, {
+          signal: AbortSignal.timeout(2_000),
+        });
         await r.body?.cancel();
         return r.ok;
       },
@@ -431,6 +461,7 @@ async function run(command: string, args: string[], stdin?: string): Promise<voi
     stdin: stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
+    signal: AbortSignal.timeout(60_000),
   }).spawn();
   if (stdin !== undefined) {
     const writer = child.stdin.getWriter();

@@ -22,7 +22,7 @@
  */
 import { dirname, join, relative } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { taskParts } from "../lab/_tasks.ts";
+import { taskParts } from "../config/mod.ts";
 import {
   archiveFileName,
   blobPath,
@@ -45,6 +45,8 @@ export interface LocalImage {
 export interface BuildOptions {
   /** Receives one line per step. */
   log?: (line: string) => void;
+  /** Build the pause image only (a node needs it for any pod; the Deno images are optional). */
+  pauseOnly?: boolean;
 }
 
 /** The pod sandbox (pause) image. */
@@ -194,6 +196,7 @@ export async function buildLocalImages(
     await copyFile(pause, join(pauseRoot, "pause"), 0o755);
     const pauseLayer = await tarLayer(pauseRoot, join(work, "pause-layer.tar"));
     images.push(await writeImage(work, outDir, pauseImageSpec(), pauseLayer, log));
+    if (options.pauseOnly) return images;
 
     const denoRoot = join(work, "deno-root");
     await stageDenoRoot(denoRoot, log);

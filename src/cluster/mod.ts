@@ -10,5 +10,7 @@
 export { api, ensureNodeBinaries, localClusterMissing, startLocalCluster } from "./cluster.ts";
 export type { LocalCluster, LocalClusterOptions } from "./cluster.ts";
 export type { ClusterPlan } from "./_plan.ts";
-export { buildLocalImages } from "./images.ts";
+export { buildLocalImages, LAB_IMAGE, PAUSE_IMAGE } from "./images.ts";
+export { diffHost, foreignCgroupPatterns, snapshotHost } from "./_host_state.ts";
+export type { HostSnapshot } from "./_host_state.ts";
 export type { LocalImage } from "./images.ts";

@@ -7,6 +7,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+export { DENO_JSON, taskParts, taskRun } from "./_deno_tasks.ts";
 import type { z } from "zod";
 
 /** One option: its environment variable, default (as text) and meaning. */

@@ -31,6 +31,7 @@ import { CONTROLLER_OPTIONS, MANAGED_LABEL } from "../controller/mod.ts";
 import { errorMessage, makeApiClient, patchPodResize } from "../k8s/mod.ts";
 import {
   buildLocalImages,
+  LAB_IMAGE,
   type LocalCluster,
   localClusterMissing,
   startLocalCluster,
@@ -47,8 +48,6 @@ import {
 
 /** The namespace of the lab's pods (opted in to MBCAS). */
 export const LAB_NAMESPACE = "lab";
-/** The lab image: the workload program (src/lab/workload.ts) on the project's Deno. */
-export const LAB_IMAGE = "mbcas-lab:local";
 /** The container of every lab pod. */
 const CONTAINER = "app";
 /** Where a lab pod writes its measurements (a hostPath of the run's results directory). */
@@ -132,6 +131,12 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
     }
   };
   try {
+    // Removed after the cluster has stopped (cleanups run in reverse): the
+    // pods write into it until then.
+    const resultsDir = await Deno.makeTempDir({ prefix: "mbcas-lab-results-" });
+    cleanups.push(() => Deno.remove(resultsDir, { recursive: true }));
+    // The pods write as uid 65532.
+    await Deno.chmod(resultsDir, 0o777);
     const imagesDir = await Deno.makeTempDir({ prefix: "mbcas-lab-images-" });
     cleanups.push(() => Deno.remove(imagesDir, { recursive: true }).catch(() => {}));
     const images = await buildLocalImages(imagesDir, { log });
@@ -157,13 +162,8 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
     await core.createNamespace({
       body: { metadata: { name: LAB_NAMESPACE, labels: { [MANAGED_LABEL]: "true" } } },
     });
-    const resultsDir = await Deno.makeTempDir({ prefix: "mbcas-lab-results-" });
-    cleanups.push(() => Deno.remove(resultsDir, { recursive: true }));
-    // The pods write as uid 65532.
-    await Deno.chmod(resultsDir, 0o777);
-
     // Everything starts before the epoch; schedules and recording count from it.
-    const epochMs = Date.now() + 10_000;
+    const epochMs = Date.now() + 15_000;
     for (const pod of scenario.pods) {
       await core.createNamespacedPod({
         namespace: LAB_NAMESPACE,
@@ -172,6 +172,12 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
     }
     const layout = detectLayout("/sys/fs/cgroup");
     const paths = await waitRunning(core, layout, scenario.pods.length);
+    if (Date.now() > epochMs) {
+      throw new Error(
+        `the lab's pods started ${Date.now() - epochMs} ms after the scenario's epoch; ` +
+          "the machine is too busy for a fair run",
+      );
+    }
     log(
       `${scenario.pods.length} pods running on ${cluster.plan.nodeName}; recording from the epoch`,
     );
@@ -618,10 +624,12 @@ class JsonLinesTail {
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => {
+    const done = () => {
       clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
       resolve();
-    }, { once: true });
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
   });
 }

@@ -43,18 +43,6 @@ export function quotaFromLimit(limitMillicores: number | null): number | null {
 /** The QoS directory a pod lives in (`""` for Guaranteed). */
 export type QosDir = "burstable" | "besteffort" | "";
 
-/** Why the lab cannot use this machine's cgroups, or null when it can. */
-export function labCgroupsMissing(): string | null {
-  if (Deno.build.os !== "linux") return "not Linux";
-  if (Deno.uid() !== 0) return "not running as root (the lab creates cgroups)";
-  try {
-    detectMode();
-    return null;
-  } catch (error) {
-    return (error as Error).message;
-  }
-}
-
 /** The cgroup mode of this machine. */
 export function detectMode(): CgroupMode {
   const exists = (p: string) => {

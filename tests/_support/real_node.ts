@@ -6,6 +6,7 @@ import { join } from "node:path";
 import {
   api,
   buildLocalImages,
+  LAB_IMAGE,
   type LocalCluster,
   localClusterMissing,
   startLocalCluster,
@@ -65,7 +66,7 @@ export function labPod(
       },
       containers: [{
         name: "main",
-        image: "mbcas-lab:local",
+        image: LAB_IMAGE,
         imagePullPolicy: "Never",
         ...(extra.command ? { command: extra.command } : {}),
         args: workloadArgs,
@@ -188,6 +189,7 @@ export async function inNetns(
     args: ["-t", String(pid), "-n", "--", ...command],
     stdout: "piped",
     stderr: "piped",
+    signal: AbortSignal.timeout(30_000),
   }).output();
   const d = new TextDecoder();
   return { code: out.code, stdout: d.decode(out.stdout), stderr: d.decode(out.stderr) };
@@ -243,4 +245,89 @@ export async function measureLoadSteps(
     result.push(step);
   }
   return result;
+}
+
+/** The node's components (by executable name) and lab workloads running on this machine. */
+export function runningNodeProcesses(): string[] {
+  const names = [
+    "kubelet",
+    "containerd",
+    "containerd-shim-runc-v2",
+    "kube-proxy",
+    "kube-scheduler",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "etcd",
+    "coredns",
+  ];
+  const found: string[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const argv = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`).split("\0");
+      const base = argv[0].split("/").pop() ?? "";
+      if (names.includes(base) || argv.some((a) => a.endsWith("src/lab/workload.ts"))) {
+        found.push(`${entry.name} ${argv.join(" ").trim()}`);
+      }
+    } catch {
+      // gone
+    }
+  }
+  return found;
+}
+
+/** On/off phases of a bursty workload: on at epochMs + k·(onS + offS) s, for onS s. */
+export interface Phases {
+  /** The workload's epoch, Unix ms. */
+  epochMs: number;
+  /** On phase, s. */
+  onS: number;
+  /** Off phase, s. */
+  offS: number;
+  /** How many on/off cycles to measure. */
+  steps: number;
+}
+
+/**
+ * In `namespace` (created, opted in): a batch job with two busy threads (it
+ * wants more than the node has, so the market is contended and no idle
+ * surplus lands on the service), and `web`, a service of priority 4 whose
+ * load is on and off in `phases`; both request 100m and are limited to 200m.
+ * Resolves to both running pods.
+ */
+export async function startLoadPods(
+  cluster: LocalCluster,
+  namespace: string,
+  phases: Phases,
+  // deno-lint-ignore no-explicit-any
+): Promise<{ batch: any; web: any }> {
+  await api(cluster.testbed, "POST", "/api/v1/namespaces", {
+    metadata: { name: namespace, labels: { "mbcas.io/managed": "true" } },
+  });
+  const cpu = { request: "100m", limit: "200m" };
+  const out = ["--out", "/results/out.jsonl"];
+  const batch = await runPod(
+    cluster,
+    labPod("batch", namespace, cpu, ["--kind", "batch", "--parallelism", "2", ...out]),
+  );
+  const web = await runPod(
+    cluster,
+    labPod("web", namespace, cpu, [
+      "--kind",
+      "bursty",
+      "--epoch-ms",
+      String(phases.epochMs),
+      "--on-s",
+      String(phases.onS),
+      "--off-s",
+      String(phases.offS),
+      ...out,
+    ], { annotations: { "mbcas.io/priority": "4" } }),
+  );
+  if (Date.now() > phases.epochMs - 5_000) {
+    throw new Error(
+      `the pods started too late: less than 5 s before the first load step (epoch ${phases.epochMs})`,
+    );
+  }
+  return { batch, web };
 }

@@ -4,7 +4,7 @@
  * `-P=<set>` is expanded into the equivalent `--allow-*` flags from the
  * `permissions` section of deno.json (tests narrow some of them further).
  */
-import { taskRun } from "../../src/lab/_tasks.ts";
+import { taskRun } from "../../src/config/mod.ts";
 
 /** One permission of a set: everything (`true`), nothing (`false`), or a list. */
 export type PermissionValue = boolean | string[];

@@ -12,15 +12,13 @@
  * the end-to-end test, so the limit is back down before the next step.
  */
 import { parseArgs } from "node:util";
-import { api } from "../../src/cluster/mod.ts";
 import { deployMbcas } from "../../src/lab/run.ts";
 import { percentile } from "../../src/lab/report.ts";
 import {
   containerCgroup,
-  labPod,
   measureLoadSteps,
   realNodeMissing,
-  runPod,
+  startLoadPods,
   withLocalCluster,
 } from "../_support/real_node.ts";
 
@@ -45,36 +43,8 @@ await withLocalCluster(async (cluster) => {
     agent: ["--release-half-life-seconds", "4"],
     controller: ["--cooldown-seconds", "4"],
   }, (line) => console.error(line));
-  await api(cluster.testbed, "POST", "/api/v1/namespaces", {
-    metadata: { name: NS, labels: { "mbcas.io/managed": "true" } },
-  });
-  await runPod(
-    cluster,
-    labPod("batch", NS, { request: "100m", limit: "200m" }, [
-      "--kind",
-      "batch",
-      "--parallelism",
-      "2",
-      "--out",
-      "/results/out.jsonl",
-    ]),
-  );
-  const phases = { epochMs: Date.now() + 25_000, onS: 10, offS: 30, steps };
-  const web = await runPod(
-    cluster,
-    labPod("web", NS, { request: "100m", limit: "200m" }, [
-      "--kind",
-      "bursty",
-      "--epoch-ms",
-      String(phases.epochMs),
-      "--on-s",
-      String(phases.onS),
-      "--off-s",
-      String(phases.offS),
-      "--out",
-      "/results/out.jsonl",
-    ], { annotations: { "mbcas.io/priority": "4" } }),
-  );
+  const phases = { epochMs: Date.now() + 30_000, onS: 10, offS: 30, steps };
+  const { web } = await startLoadPods(cluster, NS, phases);
   const measured = await measureLoadSteps(containerCgroup(web), phases, (k, step) =>
     console.error(
       `step ${k + 1}/${steps}: limit ${step.limitBefore}m → first raise after ${

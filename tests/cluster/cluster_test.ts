@@ -8,8 +8,7 @@
  * nftables, sysctls and well-known directories are as before.
  */
 import assert from "node:assert/strict";
-import { api } from "../../src/cluster/mod.ts";
-import { diffHost, snapshotHost } from "../../src/cluster/_host_state.ts";
+import { api, diffHost, foreignCgroupPatterns, snapshotHost } from "../../src/cluster/mod.ts";
 import { bareContainerID, detectLayout, discover } from "../../src/cgroup/mod.ts";
 import { requireOrSkip } from "../_support/requirements.ts";
 import {
@@ -19,39 +18,11 @@ import {
   kernelLimitMillicores,
   labPod,
   realNodeMissing,
+  runningNodeProcesses,
   runPod,
   waitForPod,
   withLocalCluster,
 } from "../_support/real_node.ts";
-
-const NODE_PROCESSES = [
-  "kubelet",
-  "containerd",
-  "containerd-shim",
-  "kube-proxy",
-  "kube-scheduler",
-  "kube-apiserver",
-  "kube-controller-manager",
-  "etcd",
-  "coredns",
-];
-
-function runningNodeProcesses(): string[] {
-  const found: string[] = [];
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const exe = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`).split("\0")[0];
-      const base = exe.split("/").pop() ?? "";
-      if (NODE_PROCESSES.some((n) => base.startsWith(n)) || exe.includes("src/lab/workload.ts")) {
-        found.push(`${entry.name} ${exe}`);
-      }
-    } catch {
-      // gone
-    }
-  }
-  return found;
-}
 
 requireOrSkip(
   "local cluster (real node): a pod runs, the real kubelet resizes its quota, DNS and Services work, no route leaves, and the stop restores the machine",
@@ -172,7 +143,8 @@ requireOrSkip(
       );
     });
     const after = await snapshotHost();
-    assert.deepEqual(diffHost(before, after), [], "the machine is as before");
+    const ignoreCgroups = await foreignCgroupPatterns(before);
+    assert.deepEqual(diffHost(before, after, { ignoreCgroups }), [], "the machine is as before");
     assert.deepEqual(runningNodeProcesses(), [], "no node component or workload is left");
   },
 );

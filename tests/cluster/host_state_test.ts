@@ -10,6 +10,7 @@ import {
   DEFAULT_OWNED_PREFIXES,
   describeStep,
   diffHost,
+  foreignCgroupPatterns,
   type HostSnapshot,
   restoreHost,
   restorePlan,
@@ -482,10 +483,7 @@ async function quietly(command: string): Promise<void> {
     .output();
 }
 
-async function ignoreForeignCgroups(before: HostSnapshot): Promise<RegExp[]> {
-  const hierarchies = [...new Set(before.cgroups.map((c) => c.split("/")[0]))];
-  return siblingCgroupPatterns(await Deno.readTextFile("/proc/self/cgroup"), hierarchies);
-}
+const ignoreForeignCgroups = foreignCgroupPatterns;
 
 /**
  * Differences that are ours must be none; others come from whatever else

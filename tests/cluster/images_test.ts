@@ -40,7 +40,7 @@ import {
   runFlagsFromCompile,
   sha256Digest,
 } from "../../src/cluster/_oci.ts";
-import { taskParts } from "../../src/lab/_tasks.ts";
+import { taskParts } from "../../src/config/mod.ts";
 import { IN_CI, requireOrSkip } from "../_support/requirements.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;

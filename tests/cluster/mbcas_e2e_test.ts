@@ -27,10 +27,9 @@ import {
   cgroupPids,
   containerCgroup,
   kernelLimitMillicores,
-  labPod,
   measureLoadSteps,
   realNodeMissing,
-  runPod,
+  startLoadPods,
   withLocalCluster,
 } from "../_support/real_node.ts";
 
@@ -110,45 +109,20 @@ requireOrSkip(
         .find((l) => l.split(" ")[4] === "/host/cgroup");
       assert.match(cgroupMount ?? "", /\sro[,\s]/, `/host/cgroup is read-only: ${cgroupMount}`);
 
-      // An opted-in namespace with a batch job that takes whatever it is given
-      // (two threads: the market is contended, so no idle surplus lands on the
-      // other pod) and a service of priority 4 that is on for 20 s, off for 40 s.
-      await api(cluster.testbed, "POST", "/api/v1/namespaces", {
-        metadata: { name: NS, labels: { "mbcas.io/managed": "true" } },
-      });
-      await runPod(
-        cluster,
-        labPod("batch", NS, { request: "100m", limit: "200m" }, [
-          "--kind",
-          "batch",
-          "--parallelism",
-          "2",
-          "--out",
-          "/results/out.jsonl",
-        ]),
-      );
-      // Its first on phase starts 25 s from now, after ≥ 15 s idle at its limit.
-      const phases = { epochMs: Date.now() + 25_000, onS: 20, offS: 40, steps: 3 };
-      const web = await runPod(
-        cluster,
-        labPod("web", NS, { request: "100m", limit: "200m" }, [
-          "--kind",
-          "bursty",
-          "--epoch-ms",
-          String(phases.epochMs),
-          "--on-s",
-          String(phases.onS),
-          "--off-s",
-          String(phases.offS),
-          "--out",
-          "/results/out.jsonl",
-        ], { annotations: { "mbcas.io/priority": "4" } }),
-      );
+      // An opted-in namespace with a batch job that wants more than the node
+      // has and a service of priority 4, on for 20 s and off for 40 s; its
+      // first on phase starts 30 s from now.
+      const phases = { epochMs: Date.now() + 30_000, onS: 20, offS: 40, steps: 3 };
+      const { web } = await startLoadPods(cluster, NS, phases);
       const cgroup = containerCgroup(web);
       const declared = 200;
       assert.equal(kernelLimitMillicores(cgroup), declared);
       // The agent publishes a PodAllocation for it, computed from the kernel's signals.
-      const pa = await waitForAllocation(cluster, (p) => (p.spec?.containers?.length ?? 0) > 0);
+      const pa = await waitForAllocation(
+        cluster,
+        "web",
+        (p) => (p.spec?.containers?.length ?? 0) > 0,
+      );
       assert.equal(pa.spec.nodeName, cluster.plan.nodeName);
 
       // Three load steps: the time from the start of each on phase to the
@@ -168,12 +142,25 @@ requireOrSkip(
         );
       }
 
-      // Leadership: delete the leader pod; the other replica takes over and does
-      // not resize again what is already applied.
+      // Leadership: with the service gone, the batch job's allocation settles;
+      // delete the leader pod: the other replica takes over, and resizes the
+      // batch pod no more often than its allocation changes (no double resize
+      // of what the old leader applied).
+      await api(
+        cluster.testbed,
+        "DELETE",
+        `/api/v1/namespaces/${NS}/pods/web?gracePeriodSeconds=0`,
+      );
+      await new Promise((r) => setTimeout(r, 10_000));
       const holder = await leaseHolder(cluster);
       assert.ok(holder !== null, "a controller replica holds the Lease");
-      const settled = await api(cluster.testbed, "GET", `/api/v1/namespaces/${NS}/pods/web`);
-      const paBefore = await waitForAllocation(cluster, () => true);
+      const generations = async () => ({
+        pod: (await api(cluster.testbed, "GET", `/api/v1/namespaces/${NS}/pods/batch`))
+          .metadata.generation as number,
+        allocation: (await waitForAllocation(cluster, "batch", () => true)).metadata
+          .generation as number,
+      });
+      const before = await generations();
       await api(
         cluster.testbed,
         "DELETE",
@@ -185,29 +172,23 @@ requireOrSkip(
       }, 60_000);
       assert.ok(taken !== null, "another replica took the Lease over");
       await new Promise((r) => setTimeout(r, 8_000));
-      const paAfter = await waitForAllocation(cluster, () => true);
-      const after = await api(cluster.testbed, "GET", `/api/v1/namespaces/${NS}/pods/web`);
-      if (paAfter.metadata.generation === paBefore.metadata.generation) {
-        assert.equal(
-          after.metadata.generation,
-          settled.metadata.generation,
-          "no resize by the new leader while the allocation did not change",
-        );
-        console.error(`  handover in ${taken.toFixed(0)} ms, no resize by the new leader`);
-      } else {
-        console.error(
-          `  handover in ${taken.toFixed(0)} ms; the allocation changed meanwhile, ` +
-            "so a resize by the new leader was legitimate (not checked)",
-        );
-      }
+      const after = await generations();
+      const resizes = after.pod - before.pod;
+      const changes = after.allocation - before.allocation;
+      console.error(
+        `  handover in ${taken.toFixed(0)} ms; then ${resizes} resize(s) of the batch pod ` +
+          `for ${changes} allocation change(s)`,
+      );
+      assert.ok(
+        resizes <= changes,
+        `the new leader resized ${resizes} times for ${changes} allocation changes`,
+      );
 
-      for (const name of ["web", "batch"]) {
-        await api(
-          cluster.testbed,
-          "DELETE",
-          `/api/v1/namespaces/${NS}/pods/${name}?gracePeriodSeconds=0`,
-        );
-      }
+      await api(
+        cluster.testbed,
+        "DELETE",
+        `/api/v1/namespaces/${NS}/pods/batch?gracePeriodSeconds=0`,
+      );
       const undeploy = await task(cluster, "undeploy", [
         "--kubeconfig",
         kubeconfig,
@@ -226,18 +207,25 @@ requireOrSkip(
   },
 );
 
-// deno-lint-ignore no-explicit-any
-async function waitForAllocation(cluster: LocalCluster, ok: (pa: any) => boolean): Promise<any> {
-  let found = null;
-  await waitUntilMs(async () => {
+/** The pod's PodAllocation once `ok` holds; fails after 60 s. */
+async function waitForAllocation(
+  cluster: LocalCluster,
+  pod: string,
+  // deno-lint-ignore no-explicit-any
+  ok: (pa: any) => boolean,
+  // deno-lint-ignore no-explicit-any
+): Promise<any> {
+  // deno-lint-ignore no-explicit-any
+  let found: any = null;
+  const waited = await waitUntilMs(async () => {
     found = await api(
       cluster.testbed,
       "GET",
-      `/apis/allocation.mbcas.io/v1alpha1/namespaces/${NS}/podallocations/web`,
+      `/apis/allocation.mbcas.io/v1alpha1/namespaces/${NS}/podallocations/${pod}`,
     ).catch(() => null);
     return found !== null && ok(found);
   }, 60_000);
-  assert.ok(found !== null, "the agent published a PodAllocation for the pod");
+  assert.ok(waited !== null, `the agent published the PodAllocation ${NS}/${pod} as expected`);
   return found;
 }
 

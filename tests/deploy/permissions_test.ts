@@ -18,7 +18,7 @@ import { IN_CLUSTER_HOST, SERVICE_ACCOUNT_DIR } from "../../src/k8s/mod.ts";
 import { burstablePod, eventually } from "../k8s/_helpers.ts";
 import { millicores, NodeLab, NS } from "../agent/_node_lab.ts";
 import { requireOrSkip, testbedMissing } from "../_support/requirements.ts";
-import { taskParts } from "../../src/lab/_tasks.ts";
+import { taskParts } from "../../src/config/mod.ts";
 import { denoConfig, type PermissionSet } from "../_support/task_flags.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;

@@ -13,7 +13,7 @@ import { labAllocatable, runLab } from "../../src/lab/run.ts";
 import { buildScenario } from "../../src/lab/scenario.ts";
 import { renderReport } from "../../src/lab/report.ts";
 import { requireOrSkip } from "../_support/requirements.ts";
-import { realNodeMissing } from "../_support/real_node.ts";
+import { realNodeMissing, runningNodeProcesses } from "../_support/real_node.ts";
 
 function leftovers(): string[] {
   const found: string[] = [];
@@ -29,10 +29,7 @@ function leftovers(): string[] {
   for (const line of Deno.readTextFileSync("/proc/mounts").split("\n")) {
     if (line.includes("mbcas-cluster-")) found.push(`mount ${line.split(" ")[1]}`);
   }
-  const ps = new Deno.Command("pgrep", { args: ["-f", "src/lab/workload.ts|kubelet|containerd"] })
-    .outputSync();
-  const pids = new TextDecoder().decode(ps.stdout).trim();
-  if (pids !== "") found.push(`processes ${pids}`);
+  found.push(...runningNodeProcesses());
   return found;
 }
 
@@ -90,7 +87,11 @@ requireOrSkip(
     );
     const end = web[web.length - 1].limitMillicores ?? Infinity;
     assert.ok(end < peak, `the limit came down after the load stopped: ${peak}m → ${end}m`);
-    const tailAllocation = Math.max(...tail.map((s) => s.allocationMillicores ?? Infinity));
+    const tailAllocations = tail.flatMap((s) =>
+      s.allocationMillicores === null ? [] : [s.allocationMillicores]
+    );
+    assert.ok(tailAllocations.length > 0, "the allocation was published in the last 10 s");
+    const tailAllocation = Math.max(...tailAllocations);
     assert.ok(
       end <= tailAllocation * 1.05 + 20,
       `the kernel limit ${end}m followed the allocation down (≤ ${tailAllocation}m in the last 10 s)`,

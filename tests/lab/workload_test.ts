@@ -399,7 +399,8 @@ function readLines(file: string): Line[] {
 }
 
 /**
- * Runs the workload with exactly the permissions the lab kubelet gives it,
+ * Runs the workload with the permissions the lab image gives it (write and
+ * read of its output only),
  * until its file holds a line for whole second `untilSecond` after the epoch
  * (then SIGTERM), or until it exits on its own when `untilSecond` is null.
  */

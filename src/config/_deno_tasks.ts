@@ -1,7 +1,9 @@
 /**
- * The `deno run` flags of the project's tasks, read from deno.json, so the
- * lab starts the agent and the controller exactly as `deno task agent` and
- * `deno task controller` do (permission set, V8 flags).
+ * The `deno run` and `deno compile` flags of the project's tasks, read from
+ * deno.json, so the local images run the entry points exactly as the compile
+ * tasks build them and the tests start the agent and the controller exactly
+ * as `deno task agent` and `deno task controller` do (permission set, V8
+ * flags).
  *
  * @module
  */
