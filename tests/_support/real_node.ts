@@ -289,7 +289,8 @@ export interface Phases {
 }
 
 /**
- * In `namespace` (created, opted in): a batch job with two busy threads (it
+ * In `namespace` (created, opted in, enforcing the `restricted` Pod Security
+ * Standard): a batch job with two busy threads (it
  * wants more than the node has, so the market is contended and no idle
  * surplus lands on the service), and `web`, a service of priority 4 whose
  * load is on and off in `phases`; both request 100m and are limited to 200m.
@@ -302,7 +303,10 @@ export async function startLoadPods(
   // deno-lint-ignore no-explicit-any
 ): Promise<{ batch: any; web: any }> {
   await api(cluster.testbed, "POST", "/api/v1/namespaces", {
-    metadata: { name: namespace, labels: { "mbcas.io/managed": "true" } },
+    metadata: {
+      name: namespace,
+      labels: { "mbcas.io/managed": "true", "pod-security.kubernetes.io/enforce": "restricted" },
+    },
   });
   const cpu = { request: "100m", limit: "200m" };
   const out = ["--out", "/results/out.jsonl"];

@@ -5,6 +5,8 @@
  *
  * - both rollouts complete; the agent runs as uid 65532 with a read-only root
  *   and reads the real kubelet's cgroups through the read-only hostPath;
+ * - Pod Security is enforced by admission: the workloads run in a namespace
+ *   enforcing `restricted`, where a pod with the agent's hostPath is refused;
  * - an opted-in Burstable pod whose load exceeds its limit has its limit
  *   raised by MBCAS, and the new quota appears in its container's cgroup as
  *   written by the real kubelet; after the load stops it comes down again;
@@ -114,6 +116,16 @@ requireOrSkip(
       // first on phase starts 30 s from now.
       const phases = { epochMs: Date.now() + 30_000, onS: 20, offS: 40, steps: 3 };
       const { web } = await startLoadPods(cluster, NS, phases);
+      // Pod Security is enforced at admission: the namespace is `restricted`, its
+      // pods meet it, and a pod with the agent's hostPath is refused there.
+      const refused = await api(cluster.testbed, "POST", `/api/v1/namespaces/${NS}/pods`, {
+        metadata: { name: "hostpath" },
+        spec: {
+          containers: [{ name: "c", image: "mbcas-lab:local", imagePullPolicy: "Never" }],
+          volumes: [{ name: "cgroup", hostPath: { path: "/sys/fs/cgroup" } }],
+        },
+      }).then(() => "admitted", (error: Error) => error.message);
+      assert.match(refused, /403.*violates PodSecurity "restricted:latest".*hostPath/s);
       const cgroup = containerCgroup(web);
       const declared = 200;
       assert.equal(kernelLimitMillicores(cgroup), declared);
