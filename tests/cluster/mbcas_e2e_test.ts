@@ -29,6 +29,7 @@ import {
   cgroupPids,
   containerCgroup,
   kernelLimitMillicores,
+  labPod,
   measureLoadSteps,
   realNodeMissing,
   startLoadPods,
@@ -118,14 +119,21 @@ requireOrSkip(
       const { web } = await startLoadPods(cluster, NS, phases);
       // Pod Security is enforced at admission: the namespace is `restricted`, its
       // pods meet it, and a pod with the agent's hostPath is refused there.
-      const refused = await api(cluster.testbed, "POST", `/api/v1/namespaces/${NS}/pods`, {
-        metadata: { name: "hostpath" },
-        spec: {
-          containers: [{ name: "c", image: "mbcas-lab:local", imagePullPolicy: "Never" }],
-          volumes: [{ name: "cgroup", hostPath: { path: "/sys/fs/cgroup" } }],
-        },
-      }).then(() => "admitted", (error: Error) => error.message);
-      assert.match(refused, /403.*violates PodSecurity "restricted:latest".*hostPath/s);
+      const hostPathPod = labPod("hostpath", NS, { request: "10m", limit: "100m" }, []);
+      (hostPathPod.spec as { volumes: unknown[] }).volumes.push({
+        name: "cgroup",
+        hostPath: { path: "/sys/fs/cgroup" },
+      });
+      const refused = await api(
+        cluster.testbed,
+        "POST",
+        `/api/v1/namespaces/${NS}/pods`,
+        hostPathPod,
+      ).then(() => "admitted", (error: Error) => error.message);
+      assert.match(
+        refused,
+        /403 .*violates PodSecurity .*restricted:latest.*: restricted volume types \(volume .*cgroup.* uses restricted volume type .*hostPath.*\)"/,
+      );
       const cgroup = containerCgroup(web);
       const declared = 200;
       assert.equal(kernelLimitMillicores(cgroup), declared);
