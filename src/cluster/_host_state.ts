@@ -17,6 +17,7 @@
  * @module
  */
 import { dirname, join } from "node:path";
+import { type CommandResult, runCommand } from "./_command.ts";
 
 /** What a node can change on the host, as plain JSON-serialisable data. */
 export interface HostSnapshot {
@@ -727,33 +728,10 @@ export function siblingCgroupPatterns(
 const SYSCTL_ROOT = "/proc/sys";
 const CGROUP_ROOT = "/sys/fs/cgroup";
 const SYSCTL_SKIP = new Set(["fs/binfmt_misc"]);
-const decoder = new TextDecoder();
 
-interface RunResult {
-  ok: boolean;
-  stdout: string;
-  stderr: string;
-}
-
-async function run(command: string, args: string[], stdin?: string): Promise<RunResult> {
-  try {
-    const child = new Deno.Command(command, {
-      args,
-      stdin: stdin === undefined ? "null" : "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    if (stdin !== undefined) {
-      const writer = child.stdin.getWriter();
-      await writer.write(new TextEncoder().encode(stdin));
-      await writer.close();
-    }
-    const out = await child.output();
-    const stderr = decoder.decode(out.stderr).trim();
-    return { ok: out.success, stdout: decoder.decode(out.stdout), stderr };
-  } catch (error) {
-    return { ok: false, stdout: "", stderr: `${command}: ${(error as Error).message}` };
-  }
+/** {@link runCommand} with the standard input as an optional last argument. */
+function run(command: string, args: string[], stdin?: string): Promise<CommandResult> {
+  return runCommand(command, args, { stdin });
 }
 
 async function runOrThrow(command: string, args: string[]): Promise<string> {

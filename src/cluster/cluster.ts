@@ -31,6 +31,7 @@ import {
 } from "./_plan.ts";
 import { type HostSnapshot, restoreHost, snapshotHost } from "./_host_state.ts";
 import { killShims } from "./_shims.ts";
+import { runCommand } from "./_command.ts";
 
 const NODE_BUILD = new URL("../../scripts/build_node.sh", import.meta.url).pathname;
 const REAPER = new URL("./_reaper.ts", import.meta.url).pathname;
@@ -456,24 +457,8 @@ function startReaper(dir: string): void {
 }
 
 async function run(command: string, args: string[], stdin?: string): Promise<void> {
-  const child = new Deno.Command(command, {
-    args,
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(60_000),
-  }).spawn();
-  if (stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(stdin));
-    await writer.close();
-  }
-  const out = await child.output();
-  if (!out.success) {
-    throw new Error(
-      `${command} ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr).trim()}`,
-    );
-  }
+  const result = await runCommand(command, args, { stdin });
+  if (!result.ok) throw new Error(`${command} ${args.join(" ")} failed: ${result.stderr}`);
 }
 
 function linkExists(name: string): boolean {
