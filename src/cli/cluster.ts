@@ -11,6 +11,7 @@ import { parseArgs } from "node:util";
 import { programArgs } from "../config/mod.ts";
 import {
   buildLocalImages,
+  ensureNodeBinaries,
   type LocalCluster,
   localClusterMissing,
   startLocalCluster,
@@ -65,6 +66,8 @@ if (import.meta.main) {
   let cluster: LocalCluster | undefined;
   let failure: Error | null = null;
   try {
+    // The node's binaries first: the pause image is built from one of them.
+    await ensureNodeBinaries(log);
     const images = await buildLocalImages(imagesDir, { log, pauseOnly: values["no-images"] });
     cluster = await startLocalCluster({
       log,

@@ -14,7 +14,7 @@
  * @module
  */
 import { join } from "node:path";
-import { startTestbed, terminate, type Testbed, waitFor } from "../testbed/mod.ts";
+import { runBuildScript, startTestbed, terminate, type Testbed, waitFor } from "../testbed/mod.ts";
 import {
   type ClusterPlan,
   cniConfig,
@@ -33,7 +33,6 @@ import { type HostSnapshot, restoreHost, snapshotHost } from "./_host_state.ts";
 import { killShims } from "./_shims.ts";
 import { runCommand } from "./_command.ts";
 
-const NODE_BUILD = new URL("../../scripts/build_node.sh", import.meta.url).pathname;
 const REAPER = new URL("./_reaper.ts", import.meta.url).pathname;
 
 /** Options of {@link startLocalCluster}. */
@@ -69,20 +68,8 @@ export interface LocalCluster extends AsyncDisposable {
 }
 
 /** Builds (once, cached) the node's binaries and returns their directory. */
-export async function ensureNodeBinaries(log: (line: string) => void = () => {}): Promise<string> {
-  const out = await new Deno.Command("bash", {
-    args: [NODE_BUILD],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const err = new TextDecoder().decode(out.stderr);
-  for (const line of err.split("\n")) if (line.startsWith("[build_node]")) log(line);
-  if (!out.success) {
-    throw new Error(
-      `building the node failed (scripts/build_node.sh):\n${err.split("\n").slice(-30).join("\n")}`,
-    );
-  }
-  return new TextDecoder().decode(out.stdout).trim().split("\n").pop()!;
+export function ensureNodeBinaries(log: (line: string) => void = () => {}): Promise<string> {
+  return runBuildScript("build_node", log);
 }
 
 /** What the local cluster needs from the machine and cannot build: why it cannot start here, or null. */

@@ -31,6 +31,7 @@ import { CONTROLLER_OPTIONS, MANAGED_LABEL } from "../controller/mod.ts";
 import { errorMessage, makeApiClient, patchPodResize } from "../k8s/mod.ts";
 import {
   buildLocalImages,
+  ensureNodeBinaries,
   LAB_IMAGE,
   type LocalCluster,
   localClusterMissing,
@@ -139,6 +140,8 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
     await Deno.chmod(resultsDir, 0o777);
     const imagesDir = await Deno.makeTempDir({ prefix: "mbcas-lab-images-" });
     cleanups.push(() => Deno.remove(imagesDir, { recursive: true }).catch(() => {}));
+    // The node's binaries first: the pause image is built from one of them.
+    await ensureNodeBinaries(log);
     const images = await buildLocalImages(imagesDir, { log });
     log(
       `starting the local cluster${policy === "none" ? " (kubelet with CPU CFS quota off)" : ""}`,

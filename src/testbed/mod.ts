@@ -4,7 +4,14 @@
  *
  * @module
  */
-export { ensureBinaries, freePort, startTestbed, terminate, waitFor } from "./testbed.ts";
+export {
+  ensureBinaries,
+  freePort,
+  runBuildScript,
+  startTestbed,
+  terminate,
+  waitFor,
+} from "./testbed.ts";
 export type { Identities, Identity, Testbed, TestbedOptions } from "./testbed.ts";
 export { containerID, KubeletSimulator } from "./kubelet_sim.ts";
 export { applyManifests, MANIFESTS, waitForCrd } from "./manifests.ts";

@@ -87,17 +87,24 @@ export interface Testbed extends AsyncDisposable {
   stop(): Promise<void>;
 }
 
-const BUILD_SCRIPT = new URL("../../scripts/build_testbed.sh", import.meta.url).pathname;
-
-/** Builds (once, cached) and returns the directory with etcd, kube-apiserver, kube-controller-manager, kwok. */
-export async function ensureBinaries(log: (line: string) => void = () => {}): Promise<string> {
-  const child = new Deno.Command("bash", { args: [BUILD_SCRIPT], stdout: "piped", stderr: "piped" })
+/**
+ * Runs one of the project's cached-build scripts (`scripts/<name>.sh`, which
+ * print their bin directory on the last line of stdout), passing its
+ * `[<name>]` progress lines to `log` as they come; resolves to that
+ * directory, or fails with the tail of its stderr.
+ */
+export async function runBuildScript(
+  name: string,
+  log: (line: string) => void = () => {},
+): Promise<string> {
+  const script = new URL(`../../scripts/${name}.sh`, import.meta.url).pathname;
+  const child = new Deno.Command("bash", { args: [script], stdout: "piped", stderr: "piped" })
     .spawn();
   const stderr = (async () => {
     let text = "";
     for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) {
       text += chunk;
-      for (const line of chunk.split("\n")) if (line.startsWith("[build_testbed]")) log(line);
+      for (const line of chunk.split("\n")) if (line.startsWith(`[${name}]`)) log(line);
     }
     return text;
   })();
@@ -105,12 +112,15 @@ export async function ensureBinaries(log: (line: string) => void = () => {}): Pr
   const [status, err, text] = await Promise.all([child.status, stderr, stdout]);
   if (!status.success) {
     throw new Error(
-      `building the test bed failed (scripts/build_testbed.sh):\n${
-        err.split("\n").slice(-30).join("\n")
-      }`,
+      `scripts/${name}.sh failed:\n${err.split("\n").slice(-30).join("\n")}`,
     );
   }
   return text.trim().split("\n").pop()!;
+}
+
+/** Builds (once, cached) and returns the directory with etcd, kube-apiserver, kube-controller-manager, kwok. */
+export function ensureBinaries(log: (line: string) => void = () => {}): Promise<string> {
+  return runBuildScript("build_testbed", log);
 }
 
 /** Starts etcd, kube-apiserver and kube-controller-manager; resolves when the API server is ready. */

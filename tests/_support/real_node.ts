@@ -6,6 +6,7 @@ import { join } from "node:path";
 import {
   api,
   buildLocalImages,
+  ensureNodeBinaries,
   LAB_IMAGE,
   type LocalCluster,
   localClusterMissing,
@@ -30,6 +31,7 @@ export async function withLocalCluster(
   const imagesDir = await Deno.makeTempDir({ prefix: "mbcas-images-" });
   let cluster: LocalCluster | null = null;
   try {
+    await ensureNodeBinaries(log);
     const images = await buildLocalImages(imagesDir, { log });
     cluster = await startLocalCluster({
       log,
