@@ -31,6 +31,12 @@ interface FileSpec {
   required: boolean;
   /** Read on every sample (counters, limits) or only now and then (period, shares). */
   slow: boolean;
+  /**
+   * An optional signal (PSI): any error reading it — absent, EOPNOTSUPP where
+   * PSI is built in but switched off, unreadable — leaves the sample without
+   * it instead of failing it.
+   */
+  degradable: boolean;
 }
 
 /** The files a sample of `relativePath` reads, for the layout's cgroup version. */
@@ -41,6 +47,7 @@ function fileSpecs(layout: CgroupLayout, relativePath: string): FileSpec[] {
     path: join(dir, name),
     required,
     slow,
+    degradable: false,
   });
   const files = layout.version === 2
     ? [
@@ -56,7 +63,10 @@ function fileSpecs(layout: CgroupLayout, relativePath: string): FileSpec[] {
       spec(cpu, "cpu.shares", false, true),
     ];
   if (layout.psiDir !== null) {
-    files.push(spec(join(layout.psiDir, relativePath), "cpu.pressure", false));
+    files.push({
+      ...spec(join(layout.psiDir, relativePath), "cpu.pressure", false),
+      degradable: true,
+    });
   }
   return files;
 }
@@ -68,7 +78,7 @@ function parseSample(
   atMs: number,
 ): CpuSample {
   const pressure = text("cpu.pressure");
-  const psi = pressure === null ? null : parsePressure(pressure);
+  const psi = pressure === null ? null : pressureOrNull(pressure);
   if (version === 2) {
     const stat = parseKeyedCounters(text("cpu.stat")!);
     const usage = stat.get("usage_usec");
@@ -104,6 +114,16 @@ function parseSample(
     shares: shares === null ? null : parseSingleInteger(shares),
     psi,
   };
+}
+
+/** PSI is optional: garbage in `cpu.pressure` leaves the sample without it. */
+function pressureOrNull(text: string): CpuSample["psi"] {
+  try {
+    return parsePressure(text);
+  } catch (error) {
+    if (error instanceof MalformedFile) return null;
+    throw error;
+  }
 }
 
 /** Runs `parse`, turning a missing required file or garbage into a typed result. */
@@ -150,8 +170,13 @@ class UnreadableFile extends Error {
   }
 }
 
-/** Rethrows a read error as a typed one: missing (when `required`), unreadable, or as it is. */
-function fileError(error: unknown, path: string, required: boolean): null {
+/**
+ * Rethrows a read error as a typed one: missing (when `required`), unreadable,
+ * or as it is; a degradable file's error of any kind is just "no value".
+ */
+function fileError(error: unknown, spec: FileSpec): null {
+  const { path, required } = spec;
+  if (spec.degradable) return null;
   if (error instanceof Deno.errors.PermissionDenied || error instanceof Deno.errors.NotCapable) {
     throw new UnreadableFile(path, error);
   }
@@ -214,7 +239,7 @@ function readWhole(spec: FileSpec): string | null {
   try {
     return Deno.readTextFileSync(spec.path);
   } catch (error) {
-    return fileError(error, spec.path, spec.required);
+    return fileError(error, spec);
   }
 }
 
@@ -302,7 +327,7 @@ export class CgroupSampler {
         try {
           files.push(Deno.openSync(spec.path, { read: true }));
         } catch (error) {
-          files.push(fileError(error, spec.path, spec.required));
+          files.push(fileError(error, spec));
         }
       }
     } catch (error) {
@@ -323,6 +348,7 @@ export class CgroupSampler {
       const n = file.readSync(this.#buffer) ?? 0;
       return this.#decoder.decode(this.#buffer.subarray(0, n));
     } catch {
+      if (spec.degradable) return null; // e.g. EOPNOTSUPP: PSI switched off
       // ENODEV and friends: the cgroup was removed under the open file.
       throw new MissingFile(spec.path);
     }

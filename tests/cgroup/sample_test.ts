@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { computeSignals, detectLayout, discover, readSample } from "../../src/cgroup/mod.ts";
+import { join } from "node:path";
+import {
+  CgroupSampler,
+  computeSignals,
+  detectLayout,
+  discover,
+  readSample,
+} from "../../src/cgroup/mod.ts";
 import type { CpuSample, SampleResult } from "../../src/cgroup/mod.ts";
 import { ALL_LAYOUTS, CgroupFixture, containerId, podUid } from "./_fixtures.ts";
 
@@ -182,5 +189,29 @@ console.log(JSON.stringify([a, b]));`,
   } finally {
     fixture.cleanup();
     await Deno.remove(script);
+  }
+});
+
+Deno.test("sample: PSI is optional: garbage or a read error in cpu.pressure leaves the sample without PSI", () => {
+  const { fixture, layout, limited, path } = node("v2-systemd");
+  try {
+    fixture.garble(limited, "cpu.pressure", "not psi at all\n");
+    const garbled = ok(readSample(layout, path(limited), 1000));
+    assert.equal(garbled.psi, null);
+    assert.equal(garbled.quotaMicros, 20_000, "the rest of the sample is intact");
+    // A read error (EISDIR here; EOPNOTSUPP where PSI is built in but off) is "no PSI" too.
+    fixture.removeFile(limited, "cpu.pressure");
+    const dir = join(fixture.root, fixture.containerDirs.get(limited)!, "cpu.pressure");
+    Deno.mkdirSync(dir);
+    assert.equal(ok(readSample(layout, path(limited), 2000)).psi, null);
+    const sampler = new CgroupSampler(layout);
+    try {
+      assert.equal(ok(sampler.read(path(limited), 3000)).psi, null);
+      assert.equal(ok(sampler.read(path(limited), 4000)).psi, null);
+    } finally {
+      sampler.close();
+    }
+  } finally {
+    fixture.cleanup();
   }
 });
