@@ -43,6 +43,16 @@ export const CONTROLLER_OPTIONS = {
     default: "10",
     help: "Lease validity; a standby takes over within this plus 2 s",
   },
+  "renew-deadline-seconds": {
+    env: "MBCAS_RENEW_DEADLINE_SECONDS",
+    default: "",
+    help: "a leader unable to renew for this long stops writing; empty: 2/3 of lease duration",
+  },
+  "retry-period-seconds": {
+    env: "MBCAS_RETRY_PERIOD_SECONDS",
+    default: "2",
+    help: "how often the Lease is renewed or retried (must be under renew deadline ÷ 1.2)",
+  },
   "dry-run": {
     env: "MBCAS_DRY_RUN",
     default: "false",
@@ -118,6 +128,12 @@ export const CONTROLLER_OPTIONS = {
     default: "10",
     help: "resize burst per node",
   },
+  "stale-after-intervals": {
+    env: "MBCAS_STALE_AFTER_INTERVALS",
+    default: "12",
+    help:
+      "restore a pod's declared limits when neither its PodAllocation nor its agent's heartbeat was refreshed for this many market intervals (at least 30 s)",
+  },
   workers: {
     env: "MBCAS_WORKERS",
     default: "32",
@@ -139,6 +155,11 @@ const positive = (max: number) =>
     1,
     "must be at least 1",
   ).max(max, `must be at most ${max}`);
+const positiveSeconds = (max: number) =>
+  z.coerce.number({ error: "must be a number of seconds" }).gt(0, "must be above 0").max(
+    max,
+    `must be at most ${max}`,
+  );
 const fraction = z.coerce.number({ error: "must be a number" }).gt(0, "must be above 0").max(
   1,
   "must be at most 1",
@@ -151,6 +172,11 @@ const schema = z.object({
   identity: z.string(),
   "leader-elect": bool,
   "lease-duration-seconds": seconds(2, 300),
+  "renew-deadline-seconds": z.preprocess(
+    (v) => (v === "" ? undefined : v),
+    positiveSeconds(300).optional(),
+  ),
+  "retry-period-seconds": positiveSeconds(60),
   "dry-run": bool,
   "bind-address": z.string().min(1, "must not be empty"),
   "metrics-port": z.coerce.number({ error: "must be a port number" }).int("must be a port number")
@@ -176,6 +202,7 @@ const schema = z.object({
   "node-rate-limit-qps": z.coerce.number({ error: "must be a number" }).gt(0, "must be above 0")
     .max(10_000),
   "node-rate-limit-burst": positive(100_000),
+  "stale-after-intervals": positive(10_000),
   workers: positive(256),
   "log-level": z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(", ")}` }),
 });
@@ -194,6 +221,10 @@ export interface ControllerConfig {
   leaderElect: boolean;
   /** Lease duration. */
   leaseDurationMs: number;
+  /** A leader that has not renewed for this long stops leading (and writing). */
+  renewDeadlineMs: number;
+  /** How often the Lease is renewed or tried. */
+  retryPeriodMs: number;
   /** Patch nothing. */
   dryRun: boolean;
   /** HTTP bind address. */
@@ -209,6 +240,8 @@ export interface ControllerConfig {
   };
   /** Concurrent reconciles. */
   workers: number;
+  /** Market intervals after which an unrefreshed PodAllocation is stale. */
+  staleAfterIntervals: number;
   /** Log level. */
   logLevel: (typeof LOG_LEVELS)[number];
 }
@@ -219,20 +252,42 @@ export { ConfigError };
  * Reads flags (`--name value` or `--name=value`) over environment variables
  * over defaults, and validates them.
  *
- * @throws {ConfigError} naming the first invalid option.
+ * @throws {ConfigError} naming the first invalid option, or the leader-election
+ * flags and values when their combination breaks client-go's rules (lease
+ * duration > renew deadline > 1.2 × retry period).
  */
 export function parseControllerConfig(
   args: string[],
   env: (name: string) => string | undefined,
 ): ControllerConfig {
   const c = readOptions(CONTROLLER_OPTIONS, schema, args, env);
+  const lease = c["lease-duration-seconds"];
+  const renew = c["renew-deadline-seconds"] ?? Math.floor((lease * 1000 * 2) / 3) / 1000;
+  const retry = c["retry-period-seconds"];
+  const renewText = c["renew-deadline-seconds"] === undefined
+    ? `--renew-deadline-seconds (${renew}, 2/3 of --lease-duration-seconds)`
+    : `--renew-deadline-seconds (${renew})`;
+  if (!(lease > renew)) {
+    throw new ConfigError(
+      `invalid leader election timing: --lease-duration-seconds (${lease}) must be greater than ${renewText}`,
+    );
+  }
+  if (!(renew > 1.2 * retry)) {
+    throw new ConfigError(
+      `invalid leader election timing: ${renewText} must be greater than 1.2 × --retry-period-seconds (${retry}), that is ${
+        Math.round(1.2 * retry * 1000) / 1000
+      }`,
+    );
+  }
   return {
     kubeconfig: c.kubeconfig || undefined,
     context: c.context || undefined,
     namespace: c.namespace,
     identity: c.identity || `${Deno.hostname()}-${crypto.randomUUID().slice(0, 8)}`,
     leaderElect: c["leader-elect"],
-    leaseDurationMs: c["lease-duration-seconds"] * 1000,
+    leaseDurationMs: lease * 1000,
+    renewDeadlineMs: Math.round(renew * 1000),
+    retryPeriodMs: Math.round(retry * 1000),
     dryRun: c["dry-run"],
     bindAddress: c["bind-address"],
     metricsPort: c["metrics-port"],
@@ -257,6 +312,7 @@ export function parseControllerConfig(
       perNode: { perSecond: c["node-rate-limit-qps"], burst: c["node-rate-limit-burst"] },
     },
     workers: c.workers,
+    staleAfterIntervals: c["stale-after-intervals"],
     logLevel: c["log-level"],
   };
 }

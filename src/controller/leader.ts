@@ -6,10 +6,25 @@
  * matter). A leader that fails to renew within the renew deadline, or finds
  * the Lease held by someone else, stops leading at once.
  *
+ * No request can stall the election: each round of Lease requests is bounded
+ * by the renew deadline (request timeouts, and a bound on the round itself),
+ * so the elector keeps competing whatever the API server does. Writers fence
+ * their writes with {@link LeaderElector.writeBudgetMs}.
+ *
  * @module
  */
 import * as k8s from "@kubernetes/client-node";
 import { makeApiClient, MERGE_PATCH, statusCode } from "../k8s/mod.ts";
+import type { ProgressTracker } from "../serve/mod.ts";
+
+/** The Lease calls the elector makes (a `CoordinationV1Api`; injectable for tests). */
+export type LeaseApi = Pick<
+  k8s.CoordinationV1Api,
+  "readNamespacedLease" | "createNamespacedLease" | "patchNamespacedLease"
+>;
+
+/** The progress loop the elector beats after every decided round (see {@link LeaderElectionOptions.progress}). */
+export const LEADER_ELECTION_LOOP = "leader-election";
 
 /** Options of the elector. */
 export interface LeaderElectionOptions {
@@ -21,7 +36,10 @@ export interface LeaderElectionOptions {
   identity: string;
   /** How long a Lease is valid without renewal (default 10 s: a standby takes over within ~12 s). */
   leaseDurationMs?: number;
-  /** A leader that has not renewed for this long stops leading (default 2/3 of the lease duration). */
+  /**
+   * A leader that has not renewed for this long stops leading (default 2/3 of
+   * the lease duration). Also the bound of one round of Lease requests.
+   */
   renewDeadlineMs?: number;
   /** How often to renew or retry (default 2 s). */
   retryPeriodMs?: number;
@@ -29,12 +47,49 @@ export interface LeaderElectionOptions {
   now?: () => number;
   /** Log sink. */
   log?: (level: "info" | "warn", message: string, fields?: Record<string, unknown>) => void;
+  /** The Lease API (default: a client from the kubeconfig whose requests time out with the round). */
+  api?: LeaseApi;
+  /** Beaten (loop {@link LEADER_ELECTION_LOOP}) after every round that read the Lease and decided. */
+  progress?: ProgressTracker;
+}
+
+/**
+ * Why leader-election timings are unusable, or null when they are fine (the
+ * rules of client-go): all positive, lease duration > renew deadline > 1.2 ×
+ * retry period.
+ */
+export function leaderTimingProblem(
+  timing: { leaseDurationMs: number; renewDeadlineMs: number; retryPeriodMs: number },
+): string | null {
+  const { leaseDurationMs: lease, renewDeadlineMs: renew, retryPeriodMs: retry } = timing;
+  if (!(lease > 0 && renew > 0 && retry > 0)) {
+    return `lease duration (${lease} ms), renew deadline (${renew} ms) and retry period (${retry} ms) must be positive`;
+  }
+  if (!(lease > renew)) {
+    return `lease duration (${lease} ms) must be greater than the renew deadline (${renew} ms)`;
+  }
+  if (!(renew > 1.2 * retry)) {
+    return `renew deadline (${renew} ms) must be greater than 1.2 × the retry period (${retry} ms)`;
+  }
+  return null;
+}
+
+const TIMED_OUT = Symbol("timed out");
+
+/** `promise`, or {@link TIMED_OUT} after `ms` (real time; the timer is always cleared). */
+function bounded<T>(promise: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<typeof TIMED_OUT>((resolve) => {
+    timer = setTimeout(() => resolve(TIMED_OUT), Math.max(0, ms));
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
 }
 
 /** Elects one leader among replicas sharing a Lease. */
 export class LeaderElector {
-  readonly #api: k8s.CoordinationV1Api;
-  readonly #o: Required<LeaderElectionOptions>;
+  readonly #api: LeaseApi;
+  readonly #o: Required<Omit<LeaderElectionOptions, "api" | "progress">>;
+  readonly #progress: ProgressTracker | undefined;
   #observed: { holder: string; renewTime: string; at: number } | null = null;
   #lastRenewAt = Number.NEGATIVE_INFINITY;
   #leading = false;
@@ -42,21 +97,37 @@ export class LeaderElector {
   #timer: ReturnType<typeof setTimeout> | null = null;
   #running = false;
   #onChange: (leading: boolean) => void = () => {};
+  /** Bumped when a round is abandoned (timed out) or the elector stops: a late answer changes nothing. */
+  #round = 0;
+  /** performance.now() by which the current round's requests must be done. */
+  #roundDeadline = 0;
   /** Times this replica became leader. */
   transitions = 0;
 
-  /** Creates the elector; call {@link LeaderElector.start}. */
+  /**
+   * Creates the elector; call {@link LeaderElector.start}.
+   *
+   * @throws {RangeError} when the timings break {@link leaderTimingProblem}'s rules.
+   */
   constructor(kc: k8s.KubeConfig, options: LeaderElectionOptions) {
-    this.#api = makeApiClient(kc, k8s.CoordinationV1Api);
     const leaseDurationMs = options.leaseDurationMs ?? 10_000;
     this.#o = {
+      namespace: options.namespace,
+      name: options.name,
+      identity: options.identity,
       leaseDurationMs,
       renewDeadlineMs: options.renewDeadlineMs ?? Math.floor((leaseDurationMs * 2) / 3),
       retryPeriodMs: options.retryPeriodMs ?? 2_000,
       now: options.now ?? (() => performance.now()),
       log: options.log ?? (() => {}),
-      ...options,
-    } as Required<LeaderElectionOptions>;
+    };
+    const problem = leaderTimingProblem(this.#o);
+    if (problem !== null) throw new RangeError(`leader election: ${problem}`);
+    this.#progress = options.progress;
+    // Each request may take at most what is left of its round (never more than the renew deadline).
+    this.#api = options.api ?? makeApiClient(kc, k8s.CoordinationV1Api, {
+      timeoutMs: () => Math.min(this.#o.renewDeadlineMs, this.#roundDeadline - performance.now()),
+    });
   }
 
   /** Whether this replica leads now: it holds the Lease and renewed it within the renew deadline. */
@@ -65,6 +136,19 @@ export class LeaderElector {
       this.#setLeading(false);
     }
     return this.#leading;
+  }
+
+  /**
+   * How long this replica may still write, ms: the time left before another
+   * replica could have taken the Lease over (last renewal + lease duration),
+   * less a safety margin of one retry period; 0 when not leading. Fence every
+   * write: write only while this is above ~1 s, and use it as the request's
+   * timeout.
+   */
+  writeBudgetMs(): number {
+    if (!this.isLeader()) return 0;
+    const { leaseDurationMs, retryPeriodMs, now } = this.#o;
+    return Math.max(0, this.#lastRenewAt + leaseDurationMs - retryPeriodMs - now());
   }
 
   /** The holder last seen in the Lease, or null before the first read. */
@@ -76,42 +160,66 @@ export class LeaderElector {
   start(onChange: (leading: boolean) => void): void {
     this.#onChange = onChange;
     this.#running = true;
+    if (this.#progress !== undefined && !this.#progress.loops().includes(LEADER_ELECTION_LOOP)) {
+      this.#progress.register(LEADER_ELECTION_LOOP, this.progressBoundMs());
+    }
     void this.#tick();
   }
 
-  /** Stops; a leader releases the Lease so a standby takes over at once. */
+  /** The progress bound of the elector's loop: 3 retry periods plus a lease duration. */
+  progressBoundMs(): number {
+    return 3 * this.#o.retryPeriodMs + this.#o.leaseDurationMs;
+  }
+
+  /** Stops; a leader releases the Lease (within one retry period) so a standby takes over at once. */
   async stop(): Promise<void> {
     this.#running = false;
+    this.#round++; // a round still in flight changes nothing any more
     if (this.#timer !== null) clearTimeout(this.#timer);
+    if (this.#progress !== undefined) this.#progress.unregister(LEADER_ELECTION_LOOP);
     if (this.#leading) {
       this.#setLeading(false);
+      this.#roundDeadline = performance.now() + this.#o.retryPeriodMs;
       try {
-        const lease = await this.#api.readNamespacedLease({
-          name: this.#o.name,
-          namespace: this.#o.namespace,
-        });
-        if (lease.spec?.holderIdentity === this.#o.identity) {
-          await this.#api.patchNamespacedLease(
-            {
-              name: this.#o.name,
-              namespace: this.#o.namespace,
-              body: {
-                metadata: { resourceVersion: lease.metadata?.resourceVersion },
-                spec: { holderIdentity: null, leaseDurationSeconds: 1 },
-              },
-            },
-            MERGE_PATCH,
-          );
-        }
+        await bounded(this.#release(), this.#o.retryPeriodMs);
       } catch {
         // best effort: the Lease expires anyway
       }
     }
   }
 
+  async #release(): Promise<void> {
+    const lease = await this.#api.readNamespacedLease({
+      name: this.#o.name,
+      namespace: this.#o.namespace,
+    });
+    if (lease.spec?.holderIdentity === this.#o.identity) {
+      await this.#api.patchNamespacedLease(
+        {
+          name: this.#o.name,
+          namespace: this.#o.namespace,
+          body: {
+            metadata: { resourceVersion: lease.metadata?.resourceVersion },
+            spec: { holderIdentity: null, leaseDurationSeconds: 1 },
+          },
+        },
+        MERGE_PATCH,
+      );
+    }
+  }
+
   async #tick(): Promise<void> {
+    const round = ++this.#round;
+    const live = () => this.#round === round;
+    this.#roundDeadline = performance.now() + this.#o.renewDeadlineMs;
     try {
-      await this.#tryAcquireOrRenew();
+      // The API client times requests out; this bound also holds for an injected API.
+      const outcome = await bounded(this.#tryAcquireOrRenew(live), this.#o.renewDeadlineMs);
+      if (outcome === TIMED_OUT) {
+        if (live()) this.#round++; // abandon the round: its late answer must not count
+        throw new Error(`lease requests took longer than ${this.#o.renewDeadlineMs} ms`);
+      }
+      if (live()) this.#progress?.beat(LEADER_ELECTION_LOOP);
     } catch (error) {
       this.#o.log("warn", "leader election: lease update failed", {
         error: String(error).slice(0, 300),
@@ -121,7 +229,7 @@ export class LeaderElector {
     if (this.#running) this.#timer = setTimeout(() => void this.#tick(), this.#o.retryPeriodMs);
   }
 
-  async #tryAcquireOrRenew(): Promise<void> {
+  async #tryAcquireOrRenew(live: () => boolean): Promise<void> {
     const { name, namespace, identity, leaseDurationMs } = this.#o;
     const now = this.#o.now();
     const stamp = new Date();
@@ -130,6 +238,7 @@ export class LeaderElector {
       lease = await this.#api.readNamespacedLease({ name, namespace });
     } catch (error) {
       if (statusCode(error) !== 404) throw error;
+      if (!live()) return;
       await this.#api.createNamespacedLease({
         namespace,
         body: {
@@ -143,9 +252,10 @@ export class LeaderElector {
           },
         },
       });
-      this.#renewed(now, identity);
+      if (live()) this.#renewed(now, identity);
       return;
     }
+    if (!live()) return;
     const spec = lease.spec ?? {};
     const holder = spec.holderIdentity ?? "";
     const renewTime = spec.renewTime ? new Date(spec.renewTime).toISOString() : "";
@@ -177,12 +287,12 @@ export class LeaderElector {
       await this.#api.patchNamespacedLease({ name, namespace, body: patch }, MERGE_PATCH);
     } catch (error) {
       if (statusCode(error) === 409) {
-        if (this.#leading) this.#setLeading(false); // lost a race: someone else wrote the Lease
+        if (live() && this.#leading) this.#setLeading(false); // lost a race: someone else wrote the Lease
         return;
       }
       throw error;
     }
-    this.#renewed(now, identity);
+    if (live()) this.#renewed(now, identity);
   }
 
   #renewed(now: number, identity: string): void {

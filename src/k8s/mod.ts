@@ -26,6 +26,12 @@ export type {
 } from "./informer.ts";
 export { retryOnConflict } from "./retry.ts";
 export { MERGE_PATCH, plainList, toPlain } from "./plain.ts";
-export { httpClientFor, makeApiClient } from "./transport.ts";
+export {
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  httpClientFor,
+  makeApiClient,
+  RequestTimeoutError,
+} from "./transport.ts";
+export type { ApiClientOptions } from "./transport.ts";
 export { patchPodResize, resizePatch, updatePodAllocationStatus } from "./resize.ts";
 export type { ContainerResize } from "./resize.ts";

@@ -1,10 +1,13 @@
 /**
  * The HTTP endpoints agent and controller both serve — `/healthz`, `/readyz`
- * and Prometheus `/metrics` — and waiting for a stop signal.
+ * and Prometheus `/metrics` — waiting for a stop signal, and tracking the
+ * progress of named loops so `/readyz` can reflect it.
  *
  * @module
  */
 import { METRICS_CONTENT_TYPE, type Registry } from "../metrics/mod.ts";
+export { ProgressTracker } from "./progress.ts";
+export type { ProgressLog, ProgressStall, ProgressTrackerOptions } from "./progress.ts";
 
 /** Options of {@link serveProbes}. */
 export interface ProbeServerOptions {
@@ -14,8 +17,8 @@ export interface ProbeServerOptions {
   port: number;
   /** Whether `/readyz` answers 200. */
   ready: () => boolean;
-  /** What `/readyz` says when not ready. */
-  notReadyMessage: string;
+  /** What `/readyz` says when not ready (a function is evaluated per request). */
+  notReadyMessage: string | (() => string);
   /** The metrics `/metrics` renders. */
   registry: Registry;
   /** Called with the address once listening. */
@@ -34,7 +37,7 @@ export function serveProbes(options: ProbeServerOptions): Deno.HttpServer {
     if (path === "/readyz") {
       return options.ready()
         ? new Response("ok\n")
-        : new Response(`${options.notReadyMessage}\n`, { status: 503 });
+        : new Response(`${message(options.notReadyMessage)}\n`, { status: 503 });
     }
     if (path === "/metrics") {
       return new Response(options.registry.render(), {
@@ -43,6 +46,10 @@ export function serveProbes(options: ProbeServerOptions): Deno.HttpServer {
     }
     return new Response("not found\n", { status: 404 });
   });
+}
+
+function message(m: string | (() => string)): string {
+  return typeof m === "function" ? m() : m;
 }
 
 /** Resolves with the name of the first SIGINT or SIGTERM. */

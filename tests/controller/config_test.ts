@@ -84,3 +84,50 @@ Deno.test("config: README documents every flag and environment variable with its
     );
   }
 });
+
+Deno.test("config: leader-election timings default to client-go-like values and can be set", () => {
+  const c = parseControllerConfig([], noEnv);
+  assert.equal(c.leaseDurationMs, 10_000);
+  assert.equal(c.renewDeadlineMs, 6_666);
+  assert.equal(c.retryPeriodMs, 2_000);
+  const env = (name: string) =>
+    ({ MBCAS_RETRY_PERIOD_SECONDS: "0.5" } as Record<string, string>)[name];
+  const d = parseControllerConfig(
+    ["--lease-duration-seconds", "15", "--renew-deadline-seconds=10"],
+    env,
+  );
+  assert.deepEqual([d.leaseDurationMs, d.renewDeadlineMs, d.retryPeriodMs], [15_000, 10_000, 500]);
+});
+
+Deno.test("config: an invalid leader-election combination names the flags and values", () => {
+  const cases: [string[], RegExp][] = [
+    [
+      ["--lease-duration-seconds", "10", "--renew-deadline-seconds", "10"],
+      /invalid leader election timing: --lease-duration-seconds \(10\) must be greater than --renew-deadline-seconds \(10\)/,
+    ],
+    [
+      ["--renew-deadline-seconds", "5", "--retry-period-seconds", "5"],
+      /--renew-deadline-seconds \(5\) must be greater than 1\.2 × --retry-period-seconds \(5\), that is 6/,
+    ],
+    [
+      ["--lease-duration-seconds", "3"],
+      /--renew-deadline-seconds \(2, 2\/3 of --lease-duration-seconds\) must be greater than 1\.2 × --retry-period-seconds \(2\)/,
+    ],
+    [["--retry-period-seconds", "0"], /invalid --retry-period-seconds: must be above 0, got "0"/],
+    [
+      ["--renew-deadline-seconds=-1"],
+      /invalid --renew-deadline-seconds: must be above 0, got "-1"/,
+    ],
+    [
+      ["--renew-deadline-seconds", "soon"],
+      /invalid --renew-deadline-seconds: must be a number of seconds, got "soon"/,
+    ],
+  ];
+  for (const [args, pattern] of cases) {
+    assert.throws(
+      () => parseControllerConfig(args, noEnv),
+      (e: Error) => e instanceof ConfigError && pattern.test(e.message),
+      args.join(" "),
+    );
+  }
+});
