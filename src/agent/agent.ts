@@ -29,8 +29,18 @@ import {
   detectLayout,
   discover,
 } from "../cgroup/mod.ts";
-import { optedIn } from "../controller/observe.ts";
+import {
+  containerIneligibility,
+  HEARTBEAT_LABELS,
+  HEARTBEAT_PERIOD_MS,
+  heartbeatLeaseName,
+  minLimitRule,
+  otherCpuUsers,
+  podIneligibility,
+} from "../managed/mod.ts";
 import { TokenBucket } from "../controller/rate_limit.ts";
+import { microTime } from "../controller/leader.ts";
+import type { ProgressTracker } from "../serve/mod.ts";
 import {
   errorMessage,
   Informer,
@@ -42,7 +52,13 @@ import {
 } from "../k8s/mod.ts";
 import { type Clearing, clearMarket } from "../solver/mod.ts";
 import { Counter, Gauge, Histogram, Registry } from "../metrics/mod.ts";
-import { type BidConfig, buildMarket, type PodView, worthPublishing } from "./bids.ts";
+import {
+  type BidConfig,
+  buildMarket,
+  type PodView,
+  recentPercentile,
+  worthPublishing,
+} from "./bids.ts";
 import {
   DEFAULT_ESTIMATOR,
   type DemandState,
@@ -73,10 +89,14 @@ export interface AgentOptions {
     writesPerSecond: number;
     burst: number;
   };
+  /** Namespace of this agent's heartbeat Lease (default `mbcas-system`). */
+  namespace?: string;
   /** Wall clock, ms (default Date.now). */
   now?: () => number;
   /** Registers the agent's metrics here. */
   metrics?: Registry;
+  /** Records the loops' progress (readiness, metrics, watchdog). */
+  progress?: ProgressTracker;
   /** Log sink. */
   log?: (
     level: "debug" | "info" | "warn" | "error",
@@ -141,6 +161,14 @@ export class AgentMetrics {
   }
 }
 
+/** Loop names the agent reports to its {@link ProgressTracker}. */
+export const AGENT_LOOPS = { market: "market", sampling: "sampling" } as const;
+
+/** Usage samples kept per container for {@link recentPercentile} (one minute at 1 s). */
+const USAGE_WINDOW = 60;
+/** A container's estimate is fresh while its last good signal is at most this many sampling intervals old. */
+const FRESH_SAMPLES = 3;
+
 /** What the agent knows about one container between samples. */
 interface ContainerTrack {
   path: string;
@@ -148,6 +176,10 @@ interface ContainerTrack {
   demand: DemandState | null;
   usageMillicores: number | null;
   throttledRatio: number;
+  /** Recent usage samples, newest last (at most {@link USAGE_WINDOW}). */
+  usageWindow: number[];
+  /** When the last good signal was computed (wall clock, ms); null before the first. */
+  signalAtMs: number | null;
   /** An "unreadable" sampling error was logged for this container. */
   warnedUnreadable?: boolean;
 }
@@ -180,7 +212,9 @@ export class NodeAgent {
   };
   /** The last clearing, for `explain` and metrics. */
   lastClearing: { at: number; clearing: Clearing; views: PodView[] } | null = null;
-  readonly #o: Required<Omit<AgentOptions, "log" | "now" | "metrics">> & Pick<AgentOptions, "log">;
+  readonly #o:
+    & Required<Omit<AgentOptions, "log" | "now" | "metrics" | "progress">>
+    & Pick<AgentOptions, "log" | "progress">;
   readonly #now: () => number;
   readonly #custom: k8s.CustomObjectsApi;
   readonly #pods: Informer<k8s.V1Pod>;
@@ -196,6 +230,8 @@ export class NodeAgent {
   #discoveredAt = 0;
   #timers: ReturnType<typeof setInterval>[] = [];
   #clearing: Promise<void> | null = null;
+  readonly #coordination: k8s.CoordinationV1Api;
+  #heartbeatAt = Number.NEGATIVE_INFINITY;
 
   /** Creates the agent; call {@link NodeAgent.start}. */
   constructor(kc: k8s.KubeConfig, options: AgentOptions) {
@@ -206,6 +242,7 @@ export class NodeAgent {
       estimator: DEFAULT_ESTIMATOR,
       bids: { maxPerContainerMillicores: null, reserveMillicores: 0 },
       publish: { minChangeFraction: 0.05, minChangeMillicores: 20, writesPerSecond: 5, burst: 20 },
+      namespace: "mbcas-system",
       ...options,
     };
     this.#now = options.now ?? Date.now;
@@ -217,6 +254,7 @@ export class NodeAgent {
     );
     const core = makeApiClient(kc, k8s.CoreV1Api);
     this.#custom = makeApiClient(kc, k8s.CustomObjectsApi);
+    this.#coordination = makeApiClient(kc, k8s.CoordinationV1Api);
     const node = options.nodeName;
     const informer = <T extends k8s.KubernetesObject>(
       name: string,
@@ -327,6 +365,9 @@ export class NodeAgent {
           const wasThrottled = track.throttledRatio >= this.#o.heavyThrottleRatio;
           track.usageMillicores = s.usageMillicores;
           track.throttledRatio = s.throttledRatio;
+          track.signalAtMs = now;
+          track.usageWindow.push(s.usageMillicores);
+          if (track.usageWindow.length > USAGE_WINDOW) track.usageWindow.shift();
           track.demand = updateDemand(track.demand, {
             atMs: now,
             usageMillicores: s.usageMillicores,
@@ -343,6 +384,7 @@ export class NodeAgent {
       track.previous = result.sample;
     }
     this.stats.samples++;
+    this.#o.progress?.beat(AGENT_LOOPS.sampling, now);
     if (heavy) void this.clearAndPublish(); // a container just became heavily throttled: react now
   }
 
@@ -365,6 +407,8 @@ export class NodeAgent {
       demand,
       usageMillicores: null,
       throttledRatio: 0,
+      usageWindow: [],
+      signalAtMs: null,
     };
     this.#tracks.set(id, track);
     return track;
@@ -373,8 +417,14 @@ export class NodeAgent {
   #rediscover(now: number): void {
     const ids = new Set<string>();
     for (const pod of this.#pods.list()) {
-      for (const s of pod.status?.containerStatuses ?? []) {
-        if (s.containerID) ids.add(bareContainerID(s.containerID));
+      const statuses = [
+        ...(pod.status?.containerStatuses ?? []),
+        ...(pod.status?.initContainerStatuses ?? []), // sidecars and init containers use CPU too
+      ];
+      for (const s of statuses) {
+        if (s.containerID && s.state?.running !== undefined) {
+          ids.add(bareContainerID(s.containerID));
+        }
       }
     }
     const found = discover(this.#layout!, { knownContainerIDs: ids });
@@ -399,33 +449,54 @@ export class NodeAgent {
     const node = this.#node.list()[0];
     const allocatable = parseMillicores(node?.status?.allocatable?.cpu ?? "") ?? null;
     if (allocatable === null) return;
+    const now = this.#now();
     const views: PodView[] = [];
     const tracks = new Map<string, ContainerTrack>(); // by bid id (namespace/pod/container)
     const podsByKey = new Map<string, k8s.V1Pod>();
+    const trackOf = (statuses: k8s.V1ContainerStatus[] | undefined, name: string) => {
+      const id = statuses?.find((s) => s.name === name)?.containerID;
+      return id ? this.#tracks.get(bareContainerID(id)) : undefined;
+    };
+    const recent = (t: ContainerTrack | undefined) =>
+      t === undefined ? null : recentPercentile(t.usageWindow);
+    const freshAfter = now - FRESH_SAMPLES * this.#o.samplingIntervalMs - 500;
     for (const pod of this.#pods.list()) {
-      if (pod.status?.phase !== "Running") continue;
+      const phase = pod.status?.phase;
+      if (phase !== "Running" && phase !== "Pending") continue; // finished pods use no CPU
       const key = `${pod.metadata!.namespace}/${pod.metadata!.name}`;
       podsByKey.set(key, pod);
-      const managed = optedIn(pod, this.#namespaces.get(pod.metadata!.namespace!)) &&
-        pod.status?.qosClass === "Burstable";
+      const namespace = this.#namespaces.get(pod.metadata!.namespace!);
+      const managed = phase === "Running" && podIneligibility(pod, namespace) === null;
+      const { rule, warning } = minLimitRule(pod, namespace);
+      if (managed && warning !== null) this.#o.log?.("warn", `${key}: ${warning}`);
+      const baseline = this.#allocations.get(key)?.status?.baseline;
       views.push({
         key,
         managed,
         annotations: pod.metadata?.annotations ?? {},
+        minLimit: rule,
         containers: (pod.spec?.containers ?? []).map((c) => {
-          const status = pod.status?.containerStatuses?.find((s) => s.name === c.name);
-          const track = status?.containerID
-            ? this.#tracks.get(bareContainerID(status.containerID))
-            : undefined;
+          const track = trackOf(pod.status?.containerStatuses, c.name);
           if (track !== undefined) tracks.set(`${key}/${c.name}`, track);
+          const declared = baseline?.containers.find((b) => b.name === c.name)?.cpuLimit;
+          const fresh = track !== undefined && track.signalAtMs !== null &&
+            track.signalAtMs >= freshAfter;
           return {
             name: c.name,
             requestMillicores: parseMillicores(c.resources?.requests?.cpu ?? "") ?? 0,
             limitMillicores: parseMillicores(c.resources?.limits?.cpu ?? "") ?? null,
+            declaredLimitMillicores: declared === undefined ? null : parseMillicores(declared),
             usageMillicores: track?.usageMillicores ?? null,
-            demandMillicores: track?.demand?.demandMillicores ?? null,
+            recentUsageMillicores: recent(track),
+            demandMillicores: fresh ? track.demand?.demandMillicores ?? null : null,
+            managed: containerIneligibility(c, pod) === null,
           };
         }),
+        others: otherCpuUsers(pod).map((u) => ({
+          name: u.name,
+          requestMillicores: u.requestMillicores,
+          recentUsageMillicores: recent(trackOf(pod.status?.initContainerStatuses, u.name)),
+        })),
       });
     }
     const started = performance.now();
@@ -435,8 +506,9 @@ export class NodeAgent {
     this.#metrics.clearingSeconds.observe((performance.now() - started) / 1000);
     this.#record(views, clearing, tracks);
     this.stats.clearings++;
-    const now = this.#now();
     this.lastClearing = { at: now, clearing, views };
+    this.#o.progress?.beat(AGENT_LOOPS.market, now);
+    await this.#heartbeat(now);
     for (const [key, bids] of built.bidsByPod) {
       const pod = podsByKey.get(key)!;
       const existing = this.#allocations.get(key);
@@ -478,6 +550,7 @@ export class NodeAgent {
                 ? { usageMillicores: Math.round(t.usageMillicores) }
                 : {}),
               throttledRatio: Math.min(1, Math.max(0, t?.throttledRatio ?? 0)),
+              measured: !built.unmeasured.has(bid.id),
             },
           };
         }),
@@ -486,6 +559,7 @@ export class NodeAgent {
           capacityMillicores: built.market.capacity,
           contended: clearing.contended,
           computedAt: new Date(now).toISOString(),
+          intervalSeconds: this.#o.marketIntervalMs / 1000,
         },
       };
       await this.#publish(pod, spec, existing);
@@ -494,6 +568,7 @@ export class NodeAgent {
     for (const pa of this.#allocations.list()) {
       const key = `${pa.metadata.namespace}/${pa.metadata.name}`;
       if (built.bidsByPod.has(key)) continue;
+      if (pa.metadata.deletionTimestamp) continue; // being deleted: the controller restores the pod
       const pod = this.#pods.get(key);
       if (
         pod !== undefined && pod.status?.phase !== "Running" && pod.metadata?.uid === pa.spec.podUID
@@ -515,6 +590,54 @@ export class NodeAgent {
           });
         }
       }
+    }
+  }
+
+  /**
+   * Renews this node's heartbeat Lease (at most every {@link HEARTBEAT_PERIOD_MS}),
+   * after a clearing: while it is renewed, the controller treats every
+   * PodAllocation of the node as current even when it was not rewritten.
+   */
+  async #heartbeat(now: number): Promise<void> {
+    if (now - this.#heartbeatAt < HEARTBEAT_PERIOD_MS) return;
+    const namespace = this.#o.namespace;
+    const name = heartbeatLeaseName(this.#o.nodeName);
+    const spec = {
+      holderIdentity: this.#o.nodeName,
+      leaseDurationSeconds: Math.ceil((HEARTBEAT_PERIOD_MS * 3) / 1000),
+      renewTime: microTime(new Date(now)),
+    };
+    try {
+      try {
+        await this.#coordination.patchNamespacedLease(
+          { name, namespace, body: { spec } },
+          MERGE_PATCH,
+        );
+      } catch (error) {
+        if (statusCode(error) !== 404) throw error;
+        await this.#coordination.createNamespacedLease({
+          namespace,
+          body: {
+            metadata: { name, namespace, labels: { ...HEARTBEAT_LABELS } },
+            spec: {
+              holderIdentity: spec.holderIdentity,
+              leaseDurationSeconds: spec.leaseDurationSeconds,
+            },
+          },
+        });
+        await this.#coordination.patchNamespacedLease(
+          { name, namespace, body: { spec } },
+          MERGE_PATCH,
+        );
+      }
+      this.#heartbeatAt = now;
+      this.#metrics.writes.inc({ operation: "heartbeat", result: "ok" });
+    } catch (error) {
+      this.#metrics.writes.inc({ operation: "heartbeat", result: "error" });
+      this.#o.log?.("warn", "renewing the heartbeat Lease failed", {
+        lease: `${namespace}/${name}`,
+        error: errorMessage(error),
+      });
     }
   }
 

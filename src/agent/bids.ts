@@ -6,6 +6,7 @@
  * @module
  */
 import { parseMillicores } from "../api/mod.ts";
+import { limitFloorMillicores, type MinLimitRule } from "../managed/mod.ts";
 import type { Bid, Market } from "../solver/mod.ts";
 
 /** Pod annotation: a positive number multiplying the pod's weight (default 1). */
@@ -21,30 +22,50 @@ export interface BidConfig {
   reserveMillicores: number;
 }
 
-/** One container as the agent sees it. */
+/** One app container as the agent sees it. */
 export interface ContainerView {
   /** Container name. */
   name: string;
   /** CPU request, millicores (0 when none). */
   requestMillicores: number;
-  /** CPU limit in the pod spec, millicores; null when none. */
+  /** CPU limit in the pod spec now, millicores; null when none. */
   limitMillicores: number | null;
+  /** The limit the pod declared before MBCAS changed it (the recorded baseline), millicores; null when none. */
+  declaredLimitMillicores: number | null;
   /** Measured usage, millicores; null before two samples. */
   usageMillicores: number | null;
-  /** Estimated demand, millicores; null before the first estimate. */
+  /** A high percentile of recent usage (what it may take under contention), millicores; null before two samples. */
+  recentUsageMillicores: number | null;
+  /** Estimated demand from a fresh, readable signal, millicores; null when there is none. */
   demandMillicores: number | null;
+  /** Whether MBCAS may resize it (see `containerIneligibility` in src/managed). */
+  managed: boolean;
+}
+
+/** A CPU user of a pod other than its app containers (sidecar, init container, overhead). */
+export interface OtherUserView {
+  /** Name (container name or `overhead`). */
+  name: string;
+  /** CPU request, millicores. */
+  requestMillicores: number;
+  /** A high percentile of recent usage, millicores; null when not measured. */
+  recentUsageMillicores: number | null;
 }
 
 /** One pod on the node. */
 export interface PodView {
   /** `namespace/name`. */
   key: string;
-  /** Whether MBCAS manages it (opted in and Burstable). */
+  /** Whether MBCAS manages it (eligible by `podIneligibility`, and running). */
   managed: boolean;
   /** Its annotations. */
   annotations: Record<string, string>;
-  /** Its containers (app containers only). */
+  /** How far below the declared limit its containers may go. */
+  minLimit: MinLimitRule;
+  /** Its app containers. */
   containers: ContainerView[];
+  /** Its other CPU users. */
+  others: OtherUserView[];
 }
 
 /** The market for the node, with what it was derived from. */
@@ -53,22 +74,40 @@ export interface NodeMarket {
   market: Market;
   /** Allocatable CPU of the node, millicores. */
   allocatableMillicores: number;
-  /** What unmanaged pods may use, millicores. */
+  /** What CPU users MBCAS does not resize may take under contention, millicores. */
   unmanagedMillicores: number;
   /** Bid ids (`namespace/pod/container`) by pod key. */
   bidsByPod: Map<string, Bid[]>;
+  /** Bids of containers without a fresh measurement: pinned at their current limit. */
+  unmeasured: Set<string>;
   /** Pods whose annotations were invalid, with why (they bid with defaults). */
   warnings: string[];
 }
 
 /**
+ * What a CPU user MBCAS does not resize may take from the managed ones under
+ * contention: the larger of its request (what `cpu.shares` guarantees it) and
+ * a high percentile of its recent usage. Not its limit: on an ordinary node
+ * Burstable limits add up to more than the node, and counting them would
+ * leave the market nothing.
+ */
+export function unmanagedClaim(
+  requestMillicores: number,
+  recentUsageMillicores: number | null,
+): number {
+  return Math.max(requestMillicores, Math.ceil(recentUsageMillicores ?? 0));
+}
+
+/**
  * Builds the node's market: managed containers bid with weight = request
- * (at least 1m) × priority, floor = request, cap = the smallest of the
- * configured maximum, the pod's `mbcas.io/max-cpu` and the node's capacity
- * (never below the floor), and their estimated demand (their current limit
- * while no estimate exists, so a new container keeps what it has). Capacity is
- * the node's allocatable CPU minus what unmanaged pods may use (their limit,
- * or the larger of their request and usage) minus the reserve.
+ * (at least 1m) × priority, floor = the lowest limit the pod's
+ * `mbcas.io/min-cpu-limit` rule allows (the request by default), cap = the
+ * smallest of the configured maximum, the pod's `mbcas.io/max-cpu` and the
+ * node's capacity (never below the floor), and their estimated demand. A
+ * container without a fresh measurement is pinned at its current limit
+ * (floor = demand = cap), so nothing changes it. Capacity is the node's
+ * allocatable CPU minus what every other CPU user may take
+ * ({@link unmanagedClaim}) minus the reserve.
  */
 export function buildMarket(
   allocatableMillicores: number,
@@ -78,12 +117,15 @@ export function buildMarket(
   let unmanaged = 0;
   const warnings: string[] = [];
   const bidsByPod = new Map<string, Bid[]>();
+  const unmeasured = new Set<string>();
   const bids: Bid[] = [];
   for (const pod of pods) {
+    for (const other of pod.others) {
+      unmanaged += unmanagedClaim(other.requestMillicores, other.recentUsageMillicores);
+    }
     if (!pod.managed) {
       for (const c of pod.containers) {
-        unmanaged += c.limitMillicores ??
-          Math.max(c.requestMillicores, Math.ceil(c.usageMillicores ?? 0));
+        unmanaged += unmanagedClaim(c.requestMillicores, c.recentUsageMillicores);
       }
       continue;
     }
@@ -111,7 +153,24 @@ export function buildMarket(
     }
     const podBids: Bid[] = [];
     for (const c of pod.containers) {
-      const floor = c.requestMillicores;
+      if (!c.managed || c.limitMillicores === null) {
+        unmanaged += unmanagedClaim(c.requestMillicores, c.recentUsageMillicores);
+        continue;
+      }
+      const id = `${pod.key}/${c.name}`;
+      const weight = Math.max(1, c.requestMillicores) * priority;
+      if (c.demandMillicores === null) {
+        // No measurement, no resize: the bid holds exactly what the container has.
+        unmeasured.add(id);
+        const limit = Math.round(c.limitMillicores);
+        podBids.push({ id, weight, floor: limit, demand: limit, cap: limit });
+        continue;
+      }
+      const floor = limitFloorMillicores(
+        pod.minLimit,
+        c.requestMillicores,
+        c.declaredLimitMillicores ?? c.limitMillicores,
+      );
       const cap = Math.max(
         floor,
         Math.min(
@@ -120,15 +179,15 @@ export function buildMarket(
           allocatableMillicores,
         ),
       );
-      const demand = Math.round(c.demandMillicores ?? c.limitMillicores ?? floor);
       podBids.push({
-        id: `${pod.key}/${c.name}`,
-        weight: Math.max(1, floor) * priority,
+        id,
+        weight,
         floor,
-        demand: Math.max(0, demand),
+        demand: Math.max(0, Math.round(c.demandMillicores)),
         cap: Math.round(cap),
       });
     }
+    if (podBids.length === 0) continue;
     bidsByPod.set(pod.key, podBids);
     bids.push(...podBids);
   }
@@ -141,8 +200,19 @@ export function buildMarket(
     allocatableMillicores,
     unmanagedMillicores: unmanaged,
     bidsByPod,
+    unmeasured,
     warnings,
   };
+}
+
+/**
+ * A high percentile (`q` in [0, 1], nearest rank) of recent usage samples;
+ * null when there are none.
+ */
+export function recentPercentile(samples: readonly number[], q = 0.95): number | null {
+  if (samples.length === 0) return null;
+  const sorted = [...samples].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
 }
 
 /**

@@ -22,6 +22,12 @@ export const AGENT_OPTIONS = {
     default: "",
     help: "this node's name (required; the DaemonSet sets it from spec.nodeName)",
   },
+  namespace: {
+    env: "POD_NAMESPACE",
+    default: "mbcas-system",
+    help:
+      "namespace of the agent's heartbeat Lease (the DaemonSet sets it from metadata.namespace)",
+  },
   "cgroup-root": {
     env: "MBCAS_CGROUP_ROOT",
     default: "/host/cgroup",
@@ -96,6 +102,10 @@ const quantity = (allowEmpty: boolean) =>
 const schema = z.object({
   kubeconfig: z.string(),
   "node-name": z.string().min(1, "must be set (the DaemonSet passes spec.nodeName)"),
+  namespace: z.string().regex(
+    /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/,
+    "must be a namespace name (lower-case letters, digits and '-')",
+  ).max(63),
   "cgroup-root": z.string().min(1, "must not be empty"),
   "sampling-interval-ms": z.coerce.number({ error: "must be a number of milliseconds" }).int().min(
     100,
@@ -135,7 +145,7 @@ export interface AgentConfig {
   /** kubeconfig path, or undefined for in-cluster. */
   kubeconfig?: string;
   /** Agent options. */
-  agent: Omit<AgentOptions, "now" | "log">;
+  agent: Omit<AgentOptions, "now" | "log" | "progress" | "metrics">;
   /** HTTP bind address. */
   bindAddress: string;
   /** HTTP port. */
@@ -155,6 +165,7 @@ export function parseAgentConfig(
     kubeconfig: c.kubeconfig || undefined,
     agent: {
       nodeName: c["node-name"],
+      namespace: c.namespace,
       cgroupRoot: c["cgroup-root"],
       samplingIntervalMs: c["sampling-interval-ms"],
       marketIntervalMs: c["market-interval-ms"],

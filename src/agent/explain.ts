@@ -1,6 +1,8 @@
 /**
  * The node's market as a table an operator can read: for each container its
- * request, usage, throttling, demand, weight, cap and allocation, and the
+ * floor, usage, throttling, demand (or that it was not measured, so its limit
+ * is kept), weight, cap, allocation and declared limit (the baseline every
+ * restore goes back to), and the
  * node's price. Built from the PodAllocations of the node (their evidence is
  * the market's input), so it needs only read access to the API. Pure.
  *
@@ -16,13 +18,14 @@ export function formatMarketTable(node: string, allocations: PodAllocation[]): s
   const rows = [[
     "POD",
     "CONTAINER",
-    "REQUEST",
+    "FLOOR",
     "USAGE",
     "THROTTLED",
     "DEMAND",
     "WEIGHT",
     "CAP",
     "ALLOCATION",
+    "DECLARED",
   ]];
   const sorted = [...allocations].sort((a, b) =>
     `${a.metadata.namespace}/${a.metadata.name}` < `${b.metadata.namespace}/${b.metadata.name}`
@@ -38,10 +41,11 @@ export function formatMarketTable(node: string, allocations: PodAllocation[]): s
         e ? `${e.floorMillicores}m` : "?",
         e?.usageMillicores !== undefined ? `${e.usageMillicores}m` : "?",
         e?.throttledRatio !== undefined ? `${Math.round(e.throttledRatio * 100)}%` : "?",
-        e ? `${e.demandMillicores}m` : "?",
+        e?.measured === false ? "unmeasured" : e ? `${e.demandMillicores}m` : "?",
         e ? String(Math.round(e.weight * 100) / 100) : "?",
         e ? `${e.capMillicores}m` : "?",
         c.cpuLimit,
+        pa.status?.baseline?.containers.find((b) => b.name === c.name)?.cpuLimit ?? "-",
       ]);
     }
   }

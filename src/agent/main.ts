@@ -12,10 +12,24 @@ import { CgroupRootError } from "../cgroup/mod.ts";
 import { KubeConfigError, loadKubeConfig } from "../k8s/mod.ts";
 import { configureLogging, logger, logSink } from "../log/mod.ts";
 import { Registry } from "../metrics/mod.ts";
-import { serveProbes, stopSignal } from "../serve/mod.ts";
-import { NodeAgent } from "./agent.ts";
+import { ProgressTracker, serveProbes, stopSignal } from "../serve/mod.ts";
+import { AGENT_LOOPS, NodeAgent } from "./agent.ts";
 import { ConfigError, programArgs } from "../config/mod.ts";
 import { type AgentConfig, parseAgentConfig } from "./config.ts";
+
+/**
+ * The agent's progress loops ({@link AGENT_LOOPS}) and their bounds, ms:
+ * `market` (a market cleared) within 3 market intervals + 10 s, `sampling` (a
+ * sampling pass over the cgroups) within 10 sampling intervals + 10 s.
+ */
+export function agentProgressBounds(
+  agent: { marketIntervalMs?: number; samplingIntervalMs?: number },
+): Record<string, number> {
+  return {
+    [AGENT_LOOPS.market]: 3 * (agent.marketIntervalMs ?? 5_000) + 10_000,
+    [AGENT_LOOPS.sampling]: 10 * (agent.samplingIntervalMs ?? 1_000) + 10_000,
+  };
+}
 
 /** Runs the agent until SIGINT/SIGTERM; returns the exit code. */
 export async function runAgent(config: AgentConfig): Promise<number> {
@@ -32,12 +46,20 @@ export async function runAgent(config: AgentConfig): Promise<number> {
     throw error;
   }
   const registry = new Registry();
-  const agent = new NodeAgent(kc, { ...config.agent, log: logSink(log), metrics: registry });
+  // The agent beats its loops; /readyz turns false while one of them has stalled.
+  const progress = new ProgressTracker();
+  progress.exportMetrics(registry, "mbcas_agent");
+  const agent = new NodeAgent(kc, {
+    ...config.agent,
+    log: logSink(log),
+    metrics: registry,
+    progress,
+  });
   const server = serveProbes({
     hostname: config.bindAddress,
     port: config.metricsPort,
-    ready: () => agent.ready,
-    notReadyMessage: "not ready",
+    ready: () => agent.ready && progress.stalled().length === 0,
+    notReadyMessage: () => (agent.ready ? progress.stallMessage() : null) ?? "not ready",
     registry,
     onListen: (address) => log.info("serving probes and metrics", { address }),
   });
@@ -51,8 +73,14 @@ export async function runAgent(config: AgentConfig): Promise<number> {
     }
     throw error;
   }
+  // Bounds count from here: starting (cache sync) is what `agent.ready` reports.
+  for (const [loop, boundMs] of Object.entries(agentProgressBounds(config.agent))) {
+    progress.register(loop, boundMs);
+  }
+  const stopWatchdog = progress.watchdog(logSink(log), 5_000);
   log.info("started", { node: config.agent.nodeName, cgroupRoot: config.agent.cgroupRoot });
   log.info("stopping", { signal: await stopSignal() });
+  stopWatchdog();
   await agent.stop();
   await server.shutdown();
   return 0;

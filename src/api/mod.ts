@@ -5,4 +5,4 @@
  * @module
  */
 export * from "./pod_allocation.ts";
-export { formatMillicores, isQuantity, parseMillicores } from "./quantity.ts";
+export { formatMillicores, isQuantity, parseMillicores, quantitiesEqual } from "./quantity.ts";

@@ -18,6 +18,12 @@ export const API_VERSION = `${GROUP}/${VERSION}`;
 export const PLURAL = "podallocations";
 /** Kind. */
 export const KIND = "PodAllocation";
+/**
+ * Finalizer the controller puts on a PodAllocation before it first changes
+ * the pod: deleting the PodAllocation then restores the pod's declared limits
+ * (`status.baseline`) before the object goes.
+ */
+export const RESTORE_FINALIZER = "allocation.mbcas.io/restore";
 
 const POD_UID = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32})$/;
 const REASON = /^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/;
@@ -38,6 +44,7 @@ export const evidenceSchema = z.object({
   capMillicores: z.number().int().min(0),
   usageMillicores: z.number().int().min(0).optional(),
   throttledRatio: z.number().min(0).max(1).optional(),
+  measured: z.boolean().optional(),
 }).refine((e) => e.floorMillicores <= e.capMillicores, {
   message: "floorMillicores must not exceed capMillicores",
 });
@@ -68,6 +75,7 @@ export const podAllocationSpecSchema = z.object({
     capacityMillicores: z.number().int().min(0),
     contended: z.boolean(),
     computedAt: z.iso.datetime({ offset: true }),
+    intervalSeconds: z.number().gt(0).max(3600).optional(),
   }),
 });
 
@@ -81,10 +89,31 @@ export const conditionSchema = z.object({
   observedGeneration: z.number().int().min(0).optional(),
 });
 
+const containerLimitsSchema = z.array(z.object({
+  name: z.string().min(1).max(63),
+  cpuLimit: cpuQuantity("cpuLimit"),
+})).max(64);
+
+/** The declared CPU limits, recorded before MBCAS first changes a pod: what every restore goes back to. */
+export const baselineSchema = z.object({
+  recordedAt: z.iso.datetime({ offset: true }),
+  containers: containerLimitsSchema,
+});
+
+/** Limits the kubelet found Infeasible: never asked for again, and a backoff before any other value. */
+export const infeasibleSchema = z.object({
+  containers: containerLimitsSchema,
+  observedGeneration: z.number().int().min(0),
+  attempts: z.number().int().min(1),
+  retryAfter: z.iso.datetime({ offset: true }),
+});
+
 /** The status, written by the controller. */
 export const podAllocationStatusSchema = z.object({
   observedGeneration: z.number().int().min(0).optional(),
-  state: z.enum(["Applied", "Pending", "Skipped", "Failed"]).optional(),
+  state: z.enum(["Applied", "Pending", "Skipped", "Failed", "Restored"]).optional(),
+  baseline: baselineSchema.optional(),
+  infeasible: infeasibleSchema.optional(),
   lastResizeTime: z.iso.datetime({ offset: true }).optional(),
   containers: z.array(z.object({
     name: z.string(),
@@ -123,6 +152,10 @@ export type PodAllocationSpec = z.infer<typeof podAllocationSpecSchema>;
 export type PodAllocationStatus = z.infer<typeof podAllocationStatusSchema>;
 /** One container's desired CPU. */
 export type ContainerAllocation = z.infer<typeof containerAllocationSchema>;
+/** The recorded declared limits. */
+export type Baseline = z.infer<typeof baselineSchema>;
+/** A remembered Infeasible resize. */
+export type InfeasibleRecord = z.infer<typeof infeasibleSchema>;
 /** A status condition. */
 export type Condition = z.infer<typeof conditionSchema>;
 

@@ -53,3 +53,13 @@ export function parseMillicores(text: string): number | null {
 export function formatMillicores(millicores: number): string {
   return millicores % 1000 === 0 ? String(millicores / 1000) : `${millicores}m`;
 }
+
+/**
+ * Whether two quantities have the same value (`1Gi` and `1024Mi` do), as the
+ * API server compares them; false when either is not a quantity.
+ */
+export function quantitiesEqual(a: string, b: string): boolean {
+  const x = parseMillicores(a);
+  const y = parseMillicores(b);
+  return x !== null && y !== null && x === y;
+}

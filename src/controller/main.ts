@@ -7,15 +7,42 @@
  * @module
  */
 import * as k8s from "@kubernetes/client-node";
-import { KubeConfigError, loadKubeConfig, makeApiClient } from "../k8s/mod.ts";
+import {
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  KubeConfigError,
+  loadKubeConfig,
+  makeApiClient,
+} from "../k8s/mod.ts";
 import { configureLogging, logger, logSink } from "../log/mod.ts";
 import { Registry } from "../metrics/mod.ts";
-import { serveProbes, stopSignal } from "../serve/mod.ts";
+import { ProgressTracker, serveProbes, stopSignal } from "../serve/mod.ts";
 import { ConfigError, type ControllerConfig, parseControllerConfig } from "./config.ts";
 import { EventRecorder } from "./events.ts";
-import { LeaderElector } from "./leader.ts";
-import { ResizeController } from "./reconciler.ts";
+import { LEADER_ELECTION_LOOP, LeaderElector } from "./leader.ts";
+import { CONTROLLER_LOOPS, ResizeController } from "./reconciler.ts";
 import { programArgs } from "../config/mod.ts";
+
+/** The controller's informer resync period, ms (passed to the controller, and the base of its progress bound). */
+export const CONTROLLER_RESYNC_MS = 30_000;
+
+/**
+ * The controller's progress loops ({@link CONTROLLER_LOOPS} and
+ * {@link LEADER_ELECTION_LOOP}) and their bounds, ms: `informers` (every
+ * informer heard from the API server: an event, a bookmark, which the API
+ * server sends about every minute, or a list) within 2 resync periods + 120 s; with leader election, `leader-election` (a round that
+ * read the Lease and decided) within 3 retry periods + the lease duration.
+ */
+export function controllerProgressBounds(
+  config: Pick<ControllerConfig, "leaderElect" | "leaseDurationMs" | "retryPeriodMs">,
+  resyncMs: number = CONTROLLER_RESYNC_MS,
+): Record<string, number> {
+  return {
+    [CONTROLLER_LOOPS.informers]: 2 * resyncMs + 120_000,
+    ...(config.leaderElect
+      ? { [LEADER_ELECTION_LOOP]: 3 * config.retryPeriodMs + config.leaseDurationMs }
+      : {}),
+  };
+}
 
 /** Runs the controller until SIGINT/SIGTERM; returns the exit code. */
 export async function runController(config: ControllerConfig): Promise<number> {
@@ -32,13 +59,27 @@ export async function runController(config: ControllerConfig): Promise<number> {
     throw error;
   }
   const registry = new Registry();
+  // The controller and the elector beat their loops; /readyz turns false while one has stalled.
+  const progress = new ProgressTracker();
+  progress.exportMetrics(registry, "mbcas_controller");
+  const bounds = controllerProgressBounds(config);
   let elector: LeaderElector | null = null;
   const controller = new ResizeController(kc, {
     policy: config.policy,
     dryRun: config.dryRun,
     rateLimit: config.rateLimit,
     workers: config.workers,
-    canWrite: () => elector === null || elector.isLeader(),
+    resyncMs: CONTROLLER_RESYNC_MS,
+    progress,
+    // Fenced: write only with more than 1 s left before a standby could have taken the Lease,
+    // and let no write outlive that time.
+    canWrite: () => elector === null || elector.writeBudgetMs() > 1_000,
+    writeTimeoutMs: () =>
+      elector === null
+        ? DEFAULT_REQUEST_TIMEOUT_MS
+        : Math.min(DEFAULT_REQUEST_TIMEOUT_MS, elector.writeBudgetMs()),
+    staleAfterIntervals: config.staleAfterIntervals,
+    heartbeatNamespace: config.namespace,
     events: new EventRecorder(
       makeApiClient(kc, k8s.CoreV1Api),
       "mbcas-controller",
@@ -47,12 +88,14 @@ export async function runController(config: ControllerConfig): Promise<number> {
     metrics: registry,
     log: logSink(log),
   });
-  const ready = () => controller.synced && (elector === null || elector.holder !== null);
+  const ready = () =>
+    controller.synced && (elector === null || elector.holder !== null) &&
+    progress.stalled().length === 0;
   const server = serveProbes({
     hostname: config.bindAddress,
     port: config.metricsPort,
     ready: ready,
-    notReadyMessage: "caches not synced or leader unknown",
+    notReadyMessage: () => progress.stallMessage() ?? "caches not synced or leader unknown",
     registry,
     onListen: (address) => log.info("serving probes and metrics", { address }),
   });
@@ -63,6 +106,7 @@ export async function runController(config: ControllerConfig): Promise<number> {
   });
   await controller.start();
   log.info("caches synced");
+  progress.register(CONTROLLER_LOOPS.informers, bounds[CONTROLLER_LOOPS.informers]);
   controller.metrics.leader.set(0);
   if (config.leaderElect) {
     elector = new LeaderElector(kc, {
@@ -70,17 +114,27 @@ export async function runController(config: ControllerConfig): Promise<number> {
       name: "mbcas-controller",
       identity: config.identity,
       leaseDurationMs: config.leaseDurationMs,
+      renewDeadlineMs: config.renewDeadlineMs,
+      retryPeriodMs: config.retryPeriodMs,
       log: logSink(log),
+      progress, // registers and beats the "leader-election" loop
     });
+    progress.register(LEADER_ELECTION_LOOP, bounds[LEADER_ELECTION_LOOP]);
     elector.start((leading) => {
       controller.metrics.leader.set(leading ? 1 : 0);
-      if (leading) controller.resyncAll();
+      if (leading) {
+        // What a previous term remembered may be out of date: rebuild it from status.
+        controller.forgetMemory();
+        controller.resyncAll();
+      }
     });
   } else {
     controller.metrics.leader.set(1);
     controller.resyncAll();
   }
+  const stopWatchdog = progress.watchdog(logSink(log), 5_000);
   log.info("stopping", { signal: await stopSignal() });
+  stopWatchdog();
   await elector?.stop();
   await controller.stop();
   await server.shutdown();

@@ -13,21 +13,28 @@ import {
   type PodAllocation,
   type PodAllocationStatus,
 } from "../api/mod.ts";
-import type { Decision, DesiredAllocation, PodState, ResizeCondition } from "./policy.ts";
+import {
+  containerIneligibility,
+  kubeletSupportsResize,
+  minLimitRule,
+  podIneligibility,
+} from "../managed/mod.ts";
+import type {
+  BaselineLimits,
+  Decision,
+  DesiredAllocation,
+  PodMemory,
+  PodState,
+  ResizeCondition,
+} from "./policy.ts";
 
-/** Namespace label that opts every pod in the namespace in (`"true"`). */
-export const MANAGED_LABEL = "mbcas.io/managed";
-/** Pod annotation that opts a pod in (`"true"`) or out (`"false"`), overriding its namespace. */
-export const MANAGED_ANNOTATION = "mbcas.io/managed";
-/** Pod annotation that allows resizing containers whose CPU resizePolicy restarts them (`"true"`). */
-export const ALLOW_RESTART_ANNOTATION = "mbcas.io/allow-restart";
-
-/** Whether a pod is opted in: its annotation if set, else its namespace's label. */
-export function optedIn(pod: k8s.V1Pod, namespace: k8s.V1Namespace | undefined): boolean {
-  const annotation = pod.metadata?.annotations?.[MANAGED_ANNOTATION];
-  if (annotation === "true" || annotation === "false") return annotation === "true";
-  return namespace?.metadata?.labels?.[MANAGED_LABEL] === "true";
-}
+export {
+  ALLOW_RESTART_ANNOTATION,
+  MANAGED_ANNOTATION,
+  MANAGED_LABEL,
+  MIN_CPU_LIMIT_ANNOTATION,
+  optedIn,
+} from "../managed/mod.ts";
 
 function condition(pod: k8s.V1Pod, type: string): ResizeCondition | null {
   const c = pod.status?.conditions?.find((x) => x.type === type && x.status === "True") as
@@ -35,7 +42,7 @@ function condition(pod: k8s.V1Pod, type: string): ResizeCondition | null {
     | undefined;
   if (c === undefined) return null;
   return {
-    reason: c.reason ?? "Deferred",
+    reason: c.reason ?? "",
     message: c.message ?? "",
     observedGeneration: c.observedGeneration ?? null,
   };
@@ -52,10 +59,12 @@ export function podState(
   const allocatable = millis(node?.status?.allocatable?.cpu);
   return {
     uid: pod.metadata?.uid ?? "",
-    qosClass: (pod.status?.qosClass ?? "BestEffort") as PodState["qosClass"],
     phase: pod.status?.phase ?? "Unknown",
-    optedIn: optedIn(pod, namespace),
-    allowRestart: pod.metadata?.annotations?.[ALLOW_RESTART_ANNOTATION] === "true",
+    ineligible: podIneligibility(pod, namespace),
+    kubeletSupportsResize: node === undefined
+      ? null
+      : kubeletSupportsResize(node.status?.nodeInfo?.kubeletVersion),
+    minLimit: minLimitRule(pod, namespace).rule,
     generation: pod.metadata?.generation ?? 1,
     nodeAllocatableMillicores: allocatable,
     resizePending: condition(pod, "PodResizePending"),
@@ -70,11 +79,7 @@ export function podState(
         reported: status?.resources !== undefined,
         memoryRequest: c.resources?.requests?.memory ?? null,
         memoryLimit: c.resources?.limits?.memory ?? null,
-        cpuRestartPolicy: c.resizePolicy?.find((p) =>
-            p.resourceName === "cpu"
-          )?.restartPolicy === "RestartContainer"
-          ? "RestartContainer"
-          : "NotRequired",
+        ineligible: containerIneligibility(c, pod),
       };
     }),
   };
@@ -87,17 +92,58 @@ export function desiredAllocation(pa: PodAllocation): DesiredAllocation {
     containers: pa.spec.containers.map((c) => ({
       name: c.name,
       cpuLimitMillicores: parseMillicores(c.cpuLimit)!,
+      ...(c.evidence?.measured === false ? { measured: false } : {}),
     })),
+  };
+}
+
+/** The recorded baseline of a PodAllocation's status; null when none was recorded. */
+export function baselineFromStatus(status: PodAllocationStatus | undefined): BaselineLimits | null {
+  const baseline = status?.baseline;
+  if (baseline === undefined) return null;
+  return {
+    recordedAtMs: Date.parse(baseline.recordedAt),
+    limits: Object.fromEntries(
+      baseline.containers.map((c) => [c.name, parseMillicores(c.cpuLimit)!]),
+    ),
+  };
+}
+
+/**
+ * What a controller that has not reconciled this PodAllocation before (a new
+ * leader, a restart) knows of it: the last resize time and the Infeasible
+ * limits, from status. In-flight bookkeeping (when a patch was sent, error
+ * backoffs) starts afresh.
+ */
+export function memoryFromStatus(status: PodAllocationStatus | undefined): PodMemory {
+  const lastResize = status?.lastResizeTime ? Date.parse(status.lastResizeTime) : null;
+  const infeasible = status?.infeasible;
+  return {
+    lastResizeAtMs: lastResize,
+    patchedAtMs: null,
+    infeasible: infeasible === undefined ? null : {
+      limits: Object.fromEntries(
+        infeasible.containers.map((c) => [c.name, parseMillicores(c.cpuLimit)!]),
+      ),
+      generation: infeasible.observedGeneration,
+      attempts: infeasible.attempts,
+      untilMs: Date.parse(infeasible.retryAfter),
+    },
+    errors: null,
   };
 }
 
 /**
  * The status to record for a decision: applied values as the kubelet reports
  * them, conditions whose transition times only move when their status does,
- * and the last resize time.
+ * the last resize time, the baseline (once recorded, never changed) and the
+ * Infeasible limits to remember.
  */
 export function statusFor(
-  decision: Pick<Decision, "state" | "conditions">,
+  decision: Pick<Decision, "state" | "conditions"> & {
+    baseline?: BaselineLimits | null;
+    memory?: PodMemory;
+  },
   pod: k8s.V1Pod | undefined,
   generation: number,
   previous: PodAllocationStatus | undefined,
@@ -122,12 +168,44 @@ export function statusFor(
       ...(s.resources?.requests?.cpu ? { cpuRequest: s.resources.requests.cpu } : {}),
     }));
   const lastResizeTime = resizedAt?.toISOString() ?? previous?.lastResizeTime;
+  const baseline = previous?.baseline ?? baselineStatus(decision.baseline ?? null);
+  const infeasible = decision.memory === undefined
+    ? previous?.infeasible
+    : infeasibleStatus(decision.memory);
   return {
     observedGeneration: generation,
     state: decision.state,
     ...(containers.length > 0 ? { containers } : {}),
     conditions,
     ...(lastResizeTime ? { lastResizeTime } : {}),
+    ...(baseline ? { baseline } : {}),
+    ...(infeasible ? { infeasible } : {}),
+  };
+}
+
+/** A baseline as status records it. */
+export function baselineStatus(baseline: BaselineLimits | null): PodAllocationStatus["baseline"] {
+  if (baseline === null) return undefined;
+  return {
+    recordedAt: new Date(baseline.recordedAtMs).toISOString(),
+    containers: Object.entries(baseline.limits).map(([name, millicores]) => ({
+      name,
+      cpuLimit: formatMillicores(millicores),
+    })),
+  };
+}
+
+function infeasibleStatus(memory: PodMemory): PodAllocationStatus["infeasible"] {
+  const record = memory.infeasible;
+  if (record === null) return undefined;
+  return {
+    containers: Object.entries(record.limits).filter(([, m]) => m > 0).map(([name, m]) => ({
+      name,
+      cpuLimit: formatMillicores(m),
+    })),
+    observedGeneration: record.generation,
+    attempts: record.attempts,
+    retryAfter: new Date(record.untilMs).toISOString(),
   };
 }
 

@@ -4,19 +4,41 @@
  * MBCAS's safety lives; nothing here touches the API.
  *
  * Rules, in order: the pod must exist, be the pod the allocation was computed
- * for (UID), have opted in, and be Burstable; it must be running with
- * resources reported by the kubelet. A resize still in flight is followed, not
+ * for (UID), and be managed (opted in, Burstable, not a mirror pod, not
+ * terminating: `podIneligibility` in src/managed, shared with the agent); its
+ * kubelet must apply resizes (1.33+); it must be running with resources
+ * reported by the kubelet (per container: a container the kubelet does not
+ * report, e.g. one crash-looping, is left alone, not the whole pod).
+ *
+ * **Restore**: when the pod is no longer opted in, or the shell asks for it
+ * (the PodAllocation is being deleted, or was not refreshed in time), every
+ * container goes back to its declared limit (the recorded baseline) at once,
+ * without cooldown or steps. The baseline is what the pod's spec said when
+ * MBCAS first saw it; the decision returns it so the shell records it before
+ * the first resize.
+ * A resize still in flight is followed, not
  * repeated: `Infeasible` backs off exponentially and never retries the same
  * value, `Deferred` waits, `Error` backs off, and a resize the kubelet has not
  * confirmed in time is reported as such. Then, per container: never below the
- * request, never above the configured cap or the node's allocatable; skip
- * containers whose CPU resize policy restarts them (unless allowed) and those
- * without a CPU limit; ignore changes smaller than the minimum; apply increases
- * at once; hold decreases for a cooldown after the last resize and cut at most
- * a fraction per step. Finally, never let the pod become Guaranteed.
+ * request nor below the floor of the pod's `mbcas.io/min-cpu-limit` rule, never
+ * above the configured cap or the node's allocatable; skip containers whose
+ * CPU resize policy restarts them (unless allowed), those without a CPU limit
+ * and those the agent has no fresh measurement of; ignore changes smaller
+ * than the minimum; apply increases at once; hold decreases for a cooldown
+ * after the last resize (or after the pod was first seen) and cut at most a
+ * fraction per step. Finally, never let the pod become Guaranteed (memory
+ * quantities compared by value: `1Gi` is `1024Mi`).
  *
  * @module
  */
+
+import { quantitiesEqual } from "../api/mod.ts";
+import {
+  type ContainerIneligible,
+  type Ineligible,
+  limitFloorMillicores,
+  type MinLimitRule,
+} from "../managed/mod.ts";
 
 /** Tuning of the policy. */
 export interface ResizePolicyConfig {
@@ -62,17 +84,21 @@ export interface ContainerState {
   appliedCpuLimitMillicores: number | null;
   /** Whether the kubelet reports resources for this container at all. */
   reported: boolean;
-  /** Memory request and limit as written (only compared, for the QoS guard). */
+  /** Memory request as written (compared by value, for the QoS guard). */
   memoryRequest: string | null;
   /** Memory limit as written. */
   memoryLimit: string | null;
-  /** The container's `resizePolicy` for CPU. */
-  cpuRestartPolicy: "NotRequired" | "RestartContainer";
+  /** Why MBCAS may not resize this container (no CPU limit, restarting resize policy); null when it may. */
+  ineligible: ContainerIneligible | null;
 }
 
 /** A kubelet resize condition on the pod. */
 export interface ResizeCondition {
-  /** `Deferred`, `Infeasible` (pending) or `Error` (in progress); unknown reasons count as `Deferred`. */
+  /**
+   * `Deferred` or `Infeasible` (PodResizePending), `Error` (PodResizeInProgress);
+   * empty when the kubelet gave none (a pending resize without a reason counts
+   * as Deferred, an in-progress one as in progress).
+   */
   reason: string;
   /** The kubelet's message. */
   message: string;
@@ -84,14 +110,14 @@ export interface ResizeCondition {
 export interface PodState {
   /** Pod UID. */
   uid: string;
-  /** `status.qosClass`. */
-  qosClass: "Guaranteed" | "Burstable" | "BestEffort";
   /** `status.phase`. */
   phase: string;
-  /** Opted in by namespace label or pod annotation. */
-  optedIn: boolean;
-  /** The pod allows resizes that restart containers (annotation). */
-  allowRestart: boolean;
+  /** Why MBCAS does not manage the pod (src/managed `podIneligibility`); null when it does. */
+  ineligible: Ineligible | null;
+  /** Whether its node's kubelet applies in-place resizes (1.33+); null when unknown. */
+  kubeletSupportsResize: boolean | null;
+  /** How far below the declared limits its containers may go. */
+  minLimit: MinLimitRule;
   /** `metadata.generation`. */
   generation: number;
   /** The node's allocatable CPU, millicores; null when unknown. */
@@ -108,8 +134,32 @@ export interface PodState {
 export interface DesiredAllocation {
   /** The pod UID it was computed for. */
   podUID: string;
-  /** Desired CPU limit per container. */
-  containers: { name: string; cpuLimitMillicores: number }[];
+  /** Desired CPU limit per container; `measured: false` when the agent had no fresh signal (keep the limit). */
+  containers: { name: string; cpuLimitMillicores: number; measured?: boolean }[];
+}
+
+/** The declared CPU limits, recorded when MBCAS first saw the pod. */
+export interface BaselineLimits {
+  /** When they were recorded (the cooldown of a first decrease counts from here). */
+  recordedAtMs: number;
+  /** Declared CPU limit per container, millicores. */
+  limits: Record<string, number>;
+}
+
+/** Why the shell wants the pod's declared limits back, whatever the allocation says. */
+export interface RestoreIntent {
+  /** `Deleted` (the PodAllocation is going), `Stale` (not refreshed in time). */
+  reason: "Deleted" | "Stale";
+  /** Human-readable detail. */
+  message: string;
+}
+
+/** What the policy knows besides the allocation and the pod. */
+export interface PolicyContext {
+  /** The recorded baseline; null before MBCAS first saw the pod. */
+  baseline?: BaselineLimits | null;
+  /** A restore the shell asks for. */
+  restore?: RestoreIntent | null;
 }
 
 /** What the controller remembers about one pod between reconciles. */
@@ -150,8 +200,16 @@ export interface PolicyCondition {
 export interface Decision {
   /** New CPU limits to patch now (one `pods/resize` patch), or null. */
   patch: { name: string; cpuLimitMillicores: number }[] | null;
-  /** Summary state for status. */
-  state: "Applied" | "Pending" | "Skipped" | "Failed";
+  /** Summary state for status (`Restored`: the declared limits are back in force). */
+  state: "Applied" | "Pending" | "Skipped" | "Failed" | "Restored";
+  /**
+   * The baseline to keep: the recorded one, or, the first time the pod is
+   * seen managed, its limits now (to be recorded before any patch); null when
+   * there is none to record.
+   */
+  baseline: BaselineLimits | null;
+  /** Whether this decision restores the declared limits (for events). */
+  restoring: boolean;
   /** The three conditions. */
   conditions: PolicyCondition[];
   /** Reconcile again after this long even if nothing changes (cooldowns, backoffs, confirmation timeouts). */
@@ -183,25 +241,39 @@ function countFailure(
   return { generation, attempts, untilMs: nowMs + backoffMs(attempts, range) };
 }
 
-/** Decides what to do for one PodAllocation and its pod at time `nowMs`. */
+const NO_PENDING: PolicyCondition = {
+  type: "ResizePending",
+  status: "False",
+  reason: "None",
+  message: "no resize pending",
+};
+
+/**
+ * Decides what to do for one PodAllocation and its pod at time `nowMs`.
+ * `context` carries the recorded baseline and any restore the shell asks for.
+ */
 export function decide(
   nowMs: number,
   desired: DesiredAllocation,
   pod: PodState | undefined,
   memory: PodMemory,
   config: ResizePolicyConfig,
+  context: PolicyContext = {},
 ): Decision {
+  const recorded = context.baseline ?? null;
   const skip = (reason: string, message: string): Decision => ({
     patch: null,
     state: "Skipped",
     conditions: [
       { type: "Applied", status: "False", reason, message },
-      { type: "ResizePending", status: "False", reason: "None", message: "no resize pending" },
+      NO_PENDING,
       { type: "Skipped", status: "True", reason, message },
     ],
     requeueAfterMs: null,
     memory,
     reasons: [reason],
+    baseline: recorded,
+    restoring: false,
   });
   if (pod === undefined) return skip("PodNotFound", "the pod does not exist");
   if (pod.uid !== desired.podUID) {
@@ -210,22 +282,26 @@ export function decide(
       `allocation is for pod UID ${desired.podUID}, the live pod is ${pod.uid} (recreated); ignored until the agent updates it`,
     );
   }
-  if (!pod.optedIn) {
+  let restore: { reason: string; message: string } | null = context.restore ?? null;
+  if (pod.ineligible !== null) {
+    if (pod.ineligible.reason !== "NotOptedIn") {
+      return skip(pod.ineligible.reason, pod.ineligible.message);
+    }
+    // Opted out: give back what MBCAS changed.
+    restore = { reason: "NotOptedIn", message: pod.ineligible.message };
+  }
+  if (restore !== null && recorded === null) {
+    // MBCAS never changed this pod: nothing to give back.
+    return skip(restore.reason, `${restore.message}; MBCAS never changed this pod`);
+  }
+  if (pod.kubeletSupportsResize === false) {
     return skip(
-      "NotOptedIn",
-      "neither the namespace label nor the pod annotation opts this pod in",
+      "KubeletTooOld",
+      "the node's kubelet is older than 1.33 and does not apply in-place resizes",
     );
   }
-  if (pod.qosClass === "Guaranteed") {
-    return skip(
-      "GuaranteedQoS",
-      "Guaranteed pods are never resized: their limits must equal their requests",
-    );
-  }
-  if (pod.qosClass === "BestEffort") {
-    return skip("BestEffortQoS", "BestEffort pods are never resized: they cannot gain resources");
-  }
-  if (pod.phase !== "Running" || pod.containers.some((c) => !c.reported)) {
+  const reported = pod.containers.filter((c) => c.reported);
+  if (pod.phase !== "Running" || reported.length === 0) {
     return {
       ...skip(
         "PodNotRunning",
@@ -239,25 +315,29 @@ export function decide(
           reason: "PodNotRunning",
           message: `pod is ${pod.phase}`,
         },
-        { type: "ResizePending", status: "False", reason: "None", message: "no resize pending" },
+        NO_PENDING,
         { type: "Skipped", status: "False", reason: "Managed", message: "managed" },
       ],
     };
   }
+  // The declared limits: recorded, or what the spec says now (first sight).
+  const baseline: BaselineLimits = recorded ?? {
+    recordedAtMs: nowMs,
+    limits: Object.fromEntries(
+      pod.containers.filter((c) => c.cpuLimitMillicores !== null).map((
+        c,
+      ) => [c.name, c.cpuLimitMillicores!]),
+    ),
+  };
 
   const reasons: string[] = [];
   let mem: PodMemory = { ...memory };
   let requeue: number | null = null;
   const later = (ms: number) => (requeue = requeue === null ? ms : Math.min(requeue, ms));
 
-  // 1. A resize in flight: spec and kubelet-reported limits differ.
-  const inFlight = pod.containers.some((c) => c.cpuLimitMillicores !== c.appliedCpuLimitMillicores);
-  let pending: PolicyCondition = {
-    type: "ResizePending",
-    status: "False",
-    reason: "None",
-    message: "no resize pending",
-  };
+  // 1. A resize in flight: spec and kubelet-reported limits differ (of containers it reports).
+  const inFlight = reported.some((c) => c.cpuLimitMillicores !== c.appliedCpuLimitMillicores);
+  let pending: PolicyCondition = NO_PENDING;
   let failed = false;
   let blockUntilMs: number | null = null;
   // Changes are measured from the spec (what was last asked for), except after a
@@ -310,6 +390,8 @@ export function decide(
       if (nowMs < mem.infeasible!.untilMs) blockUntilMs = mem.infeasible!.untilMs;
       reasons.push("Infeasible");
     } else if (seen(pod.resizePending)) {
+      // Deferred (or a pending resize without a reason): the kubelet retries it by
+      // itself; a new desired value replaces it (the kubelet always works on the latest spec).
       pending = {
         type: "ResizePending",
         status: "True",
@@ -344,19 +426,31 @@ export function decide(
 
   if (failed) current = (c) => c.appliedCpuLimitMillicores ?? c.cpuLimitMillicores;
 
-  // 2. Per-container targets.
+  // 2. Per-container targets: the declared limits when restoring, else the market's.
   const skipped: string[] = [];
   const patch = new Map<string, number>();
-  for (const want of desired.containers) {
+  const wants = restore !== null
+    ? Object.entries(baseline.limits).map(([name, cpuLimitMillicores]) => ({
+      name,
+      cpuLimitMillicores,
+      measured: true,
+    }))
+    : desired.containers;
+  for (const want of wants) {
     const c = pod.containers.find((x) => x.name === want.name);
     if (c === undefined) {
       skipped.push(`${want.name}: no such container`);
       reasons.push("ContainerNotFound");
       continue;
     }
-    if (c.cpuRestartPolicy === "RestartContainer" && !pod.allowRestart) {
-      skipped.push(`${c.name}: CPU resizePolicy is RestartContainer`);
-      reasons.push("RestartRequired");
+    if (c.ineligible !== null) {
+      skipped.push(c.ineligible.message);
+      reasons.push(c.ineligible.reason);
+      continue;
+    }
+    if (!c.reported) {
+      skipped.push(`${c.name}: the kubelet reports no resources for it (not running)`);
+      reasons.push("ContainerNotRunning");
       continue;
     }
     const limit = current(c);
@@ -365,15 +459,36 @@ export function decide(
       reasons.push("NoCPULimit");
       continue;
     }
+    if (restore !== null) {
+      // Back to the declared limit, at once, whichever the direction.
+      if (c.cpuLimitMillicores !== want.cpuLimitMillicores) {
+        patch.set(c.name, want.cpuLimitMillicores);
+      }
+      continue;
+    }
+    if (want.measured === false) {
+      skipped.push(`${c.name}: no fresh measurement; its limit is kept`);
+      reasons.push("NoMeasurement");
+      continue;
+    }
     let target = want.cpuLimitMillicores;
     const request = c.cpuRequestMillicores ?? 0;
+    const floor = limitFloorMillicores(
+      pod.minLimit,
+      request,
+      baseline.limits[c.name] ?? c.cpuLimitMillicores ?? request,
+    );
     const caps = [config.maxLimitMillicores, pod.nodeAllocatableMillicores].filter((
       x,
     ): x is number => x !== null);
-    const cap = caps.length > 0 ? Math.max(request, Math.min(...caps)) : Number.POSITIVE_INFINITY;
+    const cap = caps.length > 0 ? Math.max(floor, Math.min(...caps)) : Number.POSITIVE_INFINITY;
     if (target < request) {
       target = request;
       reasons.push("ClampedToRequest");
+    }
+    if (target < floor) {
+      target = floor;
+      reasons.push("ClampedToMinLimit");
     }
     if (target > cap) {
       target = cap;
@@ -389,16 +504,15 @@ export function decide(
       continue;
     }
     if (target < limit) {
-      const heldUntil = mem.lastResizeAtMs === null
-        ? nowMs
-        : mem.lastResizeAtMs + config.cooldownMs;
+      // The cooldown counts from the last resize, or from when MBCAS first saw the pod.
+      const heldUntil = (mem.lastResizeAtMs ?? baseline.recordedAtMs) + config.cooldownMs;
       if (nowMs < heldUntil) {
         reasons.push("Cooldown");
         later(heldUntil - nowMs);
         continue;
       }
-      target = Math.max(target, Math.ceil(limit * (1 - config.maxStepDownFraction)));
-      if (target > request) later(config.cooldownMs); // more steps may follow
+      target = Math.max(target, floor, Math.ceil(limit * (1 - config.maxStepDownFraction)));
+      if (target > floor) later(config.cooldownMs); // more steps may follow
     }
     patch.set(c.name, target);
   }
@@ -408,7 +522,8 @@ export function decide(
     const limitOf = (c: ContainerState) => patch.get(c.name) ?? c.cpuLimitMillicores;
     const guaranteed = pod.containers.every((c) =>
       c.cpuRequestMillicores !== null && limitOf(c) === c.cpuRequestMillicores &&
-      c.memoryRequest !== null && c.memoryRequest === c.memoryLimit
+      c.memoryRequest !== null && c.memoryLimit !== null &&
+      quantitiesEqual(c.memoryRequest, c.memoryLimit)
     );
     if (guaranteed) {
       const name = [...patch.keys()].find((n) =>
@@ -423,23 +538,25 @@ export function decide(
   }
 
   // 4. Backoffs: nothing new while one runs; never the same infeasible value again.
+  // A restore goes through: the declared limits were in force before.
   let result: { name: string; cpuLimitMillicores: number }[] | null = null;
   if (patch.size > 0) {
-    if (blockUntilMs !== null) {
+    if (blockUntilMs !== null && restore === null) {
       later(blockUntilMs - nowMs);
       reasons.push("Backoff");
     } else {
       const next = Object.fromEntries(
         pod.containers.map((c) => [c.name, patch.get(c.name) ?? c.cpuLimitMillicores ?? 0]),
       );
-      const sameAsInfeasible = mem.infeasible !== null &&
+      const sameAsInfeasible = restore === null && mem.infeasible !== null &&
         pod.containers.every((c) => mem.infeasible!.limits[c.name] === next[c.name]);
       if (sameAsInfeasible) reasons.push("KnownInfeasible");
       else result = [...patch].map(([name, cpuLimitMillicores]) => ({ name, cpuLimitMillicores }));
     }
   }
 
-  const allSkipped = skipped.length === desired.containers.length && desired.containers.length > 0;
+  const allSkipped = skipped.length === wants.length && wants.length > 0;
+  if (restore !== null) return restoreDecision(restore, result, inFlight, pending, mem, baseline);
   const skippedCondition: PolicyCondition = skipped.length > 0
     ? {
       type: "Skipped",
@@ -484,12 +601,49 @@ export function decide(
     requeueAfterMs: requeue,
     memory: mem,
     reasons,
+    baseline,
+    restoring: false,
+  };
+}
+
+/** The decision while giving the declared limits back. */
+function restoreDecision(
+  restore: { reason: string; message: string },
+  result: { name: string; cpuLimitMillicores: number }[] | null,
+  inFlight: boolean,
+  pending: PolicyCondition,
+  memory: PodMemory,
+  baseline: BaselineLimits,
+): Decision {
+  const done = result === null && !inFlight;
+  const message = done
+    ? `${restore.message}; the declared CPU limits are back in force`
+    : `${restore.message}; restoring the declared CPU limits`;
+  return {
+    patch: result,
+    state: done ? "Restored" : "Pending",
+    conditions: [
+      {
+        type: "Applied",
+        status: done ? "True" : "False",
+        reason: done ? "Restored" : "Restoring",
+        message,
+      },
+      pending,
+      { type: "Skipped", status: "True", reason: restore.reason, message },
+    ],
+    requeueAfterMs: null,
+    memory,
+    reasons: [restore.reason],
+    baseline,
+    restoring: result !== null,
   };
 }
 
 function firstSkipReason(reasons: string[]): string {
   return reasons.find((r) =>
-    r === "RestartRequired" || r === "NoCPULimit" || r === "ContainerNotFound"
+    r === "RestartRequired" || r === "NoCPULimit" || r === "ContainerNotFound" ||
+    r === "NoMeasurement" || r === "ContainerNotRunning"
   ) ?? "Skipped";
 }
 

@@ -12,6 +12,7 @@ import {
   GROUP,
   PLURAL,
   type PodAllocation,
+  RESTORE_FINALIZER,
   validatePodAllocation,
   VERSION,
 } from "../api/mod.ts";
@@ -25,14 +26,24 @@ import {
   plainList,
   statusCode,
 } from "../k8s/mod.ts";
-import { desiredAllocation, podState, statusChanged, statusFor } from "./observe.ts";
+import {
+  baselineFromStatus,
+  desiredAllocation,
+  memoryFromStatus,
+  podState,
+  statusChanged,
+  statusFor,
+} from "./observe.ts";
 import {
   decide,
-  emptyMemory,
+  type Decision,
   type PodMemory,
   recordPatch,
   type ResizePolicyConfig,
+  type RestoreIntent,
 } from "./policy.ts";
+import { HEARTBEAT_LABEL_SELECTOR, heartbeatNode } from "../managed/mod.ts";
+import type { ProgressTracker } from "../serve/mod.ts";
 import type { EventRecorder } from "./events.ts";
 import { ResizeRateLimiter } from "./rate_limit.ts";
 import { Counter, Gauge, Histogram, Registry } from "../metrics/mod.ts";
@@ -58,8 +69,30 @@ export interface ControllerOptions {
   ) => void;
   /** Informer resync period (default 30 s). */
   resyncMs?: number;
-  /** Whether this replica may write now (leader election); default always. Caches stay warm either way. */
+  /**
+   * Whether this replica may write now (leader election); default always.
+   * Checked before every write, so no write leaves a replica that has lost,
+   * or could have lost, the Lease. Caches stay warm either way.
+   */
   canWrite?: () => boolean;
+  /**
+   * A PodAllocation neither refreshed by its agent nor vouched for by the
+   * agent's heartbeat Lease for this many of the agent's market intervals
+   * (at least 30 s) is stale: its pod gets its declared limits back (default 12).
+   */
+  staleAfterIntervals?: number;
+  /** Namespace of the agents' heartbeat Leases (default `mbcas-system`). */
+  heartbeatNamespace?: string;
+  /** A PodAllocation being deleted keeps its finalizer at most this long while its restore fails (default 5 min). */
+  restoreGiveUpMs?: number;
+  /** Records the reconcile loop's progress (readiness, metrics, watchdog). */
+  progress?: ProgressTracker;
+  /**
+   * Timeout of each write, ms, read per request (default 30 s). With leader
+   * election, the time left on this replica's Lease, so that no write is still
+   * in flight when a standby could take over.
+   */
+  writeTimeoutMs?: () => number;
   /** Records Kubernetes Events for resizes and refusals. */
   events?: EventRecorder;
   /** Registers the controller's metrics here. */
@@ -129,6 +162,9 @@ export interface ControllerStats {
   reasons: Record<string, number>;
 }
 
+/** Loop names the controller reports to its {@link ProgressTracker}. */
+export const CONTROLLER_LOOPS = { informers: "informers" } as const;
+
 type PlainPodAllocation = k8s.KubernetesObject & {
   spec?: unknown;
   status?: PodAllocation["status"];
@@ -152,6 +188,9 @@ export class ResizeController {
   readonly #pods: Informer<k8s.V1Pod>;
   readonly #namespaces: Informer<k8s.V1Namespace>;
   readonly #nodes: Informer<k8s.V1Node>;
+  readonly #heartbeats: Informer<k8s.V1Lease>;
+  /** Per node: the agent heartbeat's renewTime last seen, and when (this replica's clock) it changed. */
+  readonly #beats = new Map<string, { renewTime: string; seenAtMs: number }>();
   readonly #memory = new Map<string, PodMemory>();
   readonly #urgent = new Set<string>(); // keys whose objects changed
   readonly #queue = new Set<string>(); // keys re-checked by a periodic resync: after the urgent ones
@@ -168,8 +207,10 @@ export class ResizeController {
     this.#options = options;
     this.#now = options.now ?? Date.now;
     this.#log = options.log ?? (() => {});
-    this.#core = makeApiClient(kc, k8s.CoreV1Api);
-    this.#custom = makeApiClient(kc, k8s.CustomObjectsApi);
+    // Writes are fenced by their own timeout; the informers read with the default one.
+    const writes = options.writeTimeoutMs ? { timeoutMs: options.writeTimeoutMs } : {};
+    this.#core = makeApiClient(kc, k8s.CoreV1Api, writes);
+    this.#custom = makeApiClient(kc, k8s.CustomObjectsApi, writes);
     this.#limiter = new ResizeRateLimiter(
       options.rateLimit.global,
       options.rateLimit.perNode,
@@ -182,8 +223,8 @@ export class ResizeController {
       log: (level: "info" | "warn", message: string, fields?: Record<string, unknown>) =>
         this.#log(level, message, fields),
     });
-    const core = this.#core;
-    const custom = this.#custom;
+    const core = makeApiClient(kc, k8s.CoreV1Api);
+    const custom = makeApiClient(kc, k8s.CustomObjectsApi);
     this.#allocations = new Informer(
       kubeSource<PlainPodAllocation>(kc, {
         path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
@@ -219,11 +260,30 @@ export class ResizeController {
       kubeSource<k8s.V1Node>(kc, { path: "/api/v1/nodes", list: plainList(() => core.listNode()) }),
       informerOptions("nodes"),
     );
+    const heartbeatNamespace = options.heartbeatNamespace ?? "mbcas-system";
+    const coordination = makeApiClient(kc, k8s.CoordinationV1Api);
+    this.#heartbeats = new Informer(
+      kubeSource<k8s.V1Lease>(kc, {
+        path: `/apis/coordination.k8s.io/v1/namespaces/${heartbeatNamespace}/leases`,
+        labelSelector: HEARTBEAT_LABEL_SELECTOR,
+        list: plainList(() =>
+          coordination.listNamespacedLease({
+            namespace: heartbeatNamespace,
+            labelSelector: HEARTBEAT_LABEL_SELECTOR,
+          })
+        ),
+      }),
+      informerOptions("heartbeats"),
+    );
+  }
+
+  get #informers(): Informer<k8s.KubernetesObject>[] {
+    return [this.#allocations, this.#pods, this.#namespaces, this.#nodes, this.#heartbeats];
   }
 
   /** Whether every cache holds a complete list. */
   get synced(): boolean {
-    return [this.#allocations, this.#pods, this.#namespaces, this.#nodes].every((i) => i.hasSynced);
+    return this.#informers.every((i) => i.hasSynced);
   }
 
   /** Starts the informers and the work queue; resolves once the caches are synced. */
@@ -238,12 +298,29 @@ export class ResizeController {
         if (pa.metadata?.namespace === ns) this.#enqueue(keyOf(pa));
       }
     });
-    for (const informer of [this.#namespaces, this.#nodes, this.#pods, this.#allocations]) {
+    this.#heartbeats.subscribe((e) => {
+      const node = heartbeatNode(e.object);
+      if (node === null) return;
+      const renewTime = e.object.spec?.renewTime ? String(e.object.spec.renewTime) : "";
+      if (this.#beats.get(node)?.renewTime !== renewTime) {
+        this.#beats.set(node, { renewTime, seenAtMs: this.#now() });
+      }
+    });
+    // The watches are alive as long as every informer heard from the API server lately
+    // (an event, a bookmark, a completed list): checked at every event, resyncs included
+    // (they come from a timer, so a dead watch cannot hide behind them).
+    const beat = () => {
+      const now = performance.now();
+      const oldest = Math.min(...this.#informers.map((i) => i.stats.lastActivityMs));
+      this.#options.progress?.beat(CONTROLLER_LOOPS.informers, this.#now() - (now - oldest));
+    };
+    for (const informer of this.#informers) informer.subscribe(beat);
+    for (const informer of [this.#heartbeats, this.#namespaces, this.#nodes, this.#pods]) {
       informer.start();
     }
-    await Promise.all(
-      [this.#allocations, this.#pods, this.#namespaces, this.#nodes].map((i) => i.synced()),
-    );
+    this.#allocations.start();
+    await Promise.all(this.#informers.map((i) => i.synced()));
+    beat();
   }
 
   /** Stops everything. */
@@ -251,10 +328,39 @@ export class ResizeController {
     this.#running = false;
     for (const { timer } of this.#timers.values()) clearTimeout(timer);
     this.#timers.clear();
-    await Promise.all(
-      [this.#allocations, this.#pods, this.#namespaces, this.#nodes].map((i) => i.stop()),
-    );
+    await Promise.all(this.#informers.map((i) => i.stop()));
     await Promise.all(this.#workers);
+  }
+
+  /**
+   * Forgets what this replica remembered of every pod (on becoming leader):
+   * the next reconciles rebuild it from status, which the previous leader
+   * kept up to date.
+   */
+  forgetMemory(): void {
+    this.#memory.clear();
+  }
+
+  /** Whether this replica may write now. */
+  #mayWrite(): boolean {
+    return this.#options.canWrite === undefined || this.#options.canWrite();
+  }
+
+  /** Why a PodAllocation is stale (its agent stopped vouching for it), or null. */
+  #staleness(pa: PodAllocation, now: number): RestoreIntent | null {
+    const intervalMs = (pa.spec.market.intervalSeconds ?? 5) * 1000;
+    const windowMs = Math.max((this.#options.staleAfterIntervals ?? 12) * intervalMs, 30_000);
+    const computedAt = Date.parse(pa.spec.market.computedAt);
+    const beat = this.#beats.get(pa.spec.nodeName)?.seenAtMs ?? Number.NEGATIVE_INFINITY;
+    const freshAt = Math.max(computedAt, beat);
+    if (now - freshAt <= windowMs) return null;
+    return {
+      reason: "Stale",
+      message:
+        `neither the allocation nor the agent's heartbeat on node ${pa.spec.nodeName} was refreshed for ${
+          Math.round((now - freshAt) / 1000)
+        } s (limit ${Math.round(windowMs / 1000)} s)`,
+    };
   }
 
   /** Queues every PodAllocation (e.g. on becoming leader). */
@@ -352,10 +458,21 @@ export class ResizeController {
     }
     const [namespace, name] = key.split("/");
     const now = this.#now();
+    const deletedAt = raw.metadata?.deletionTimestamp;
+    const ours = raw.metadata?.finalizers?.includes(RESTORE_FINALIZER) ?? false;
+    if (deletedAt !== undefined && deletedAt !== null && !ours) return; // going, nothing of ours
     const validated = validatePodAllocation(raw);
     if (!validated.ok) {
       // Garbage from a buggy agent or an old schema: refuse it, record why, never crash.
       this.#count("InvalidSpec");
+      if (ours && deletedAt) {
+        await this.#releaseFinalizer(
+          raw,
+          "its spec is invalid, so nothing can be restored from it",
+        );
+        return;
+      }
+      if (!this.#mayWrite()) return;
       await this.#writeStatus(
         namespace,
         name,
@@ -391,9 +508,14 @@ export class ResizeController {
     const state = pod === undefined
       ? undefined
       : podState(pod, this.#namespaces.get(namespace), node);
-    const lastResize = pa.status?.lastResizeTime ? Date.parse(pa.status.lastResizeTime) : null;
-    const memory = this.#memory.get(key) ?? emptyMemory(lastResize);
-    const decision = decide(now, desiredAllocation(pa), state, memory, this.#options.policy);
+    const memory = this.#memory.get(key) ?? memoryFromStatus(pa.status);
+    const restore: RestoreIntent | null = deletedAt
+      ? { reason: "Deleted", message: "the PodAllocation is being deleted" }
+      : this.#staleness(pa, now);
+    const decision = decide(now, desiredAllocation(pa), state, memory, this.#options.policy, {
+      baseline: baselineFromStatus(pa.status),
+      restore,
+    });
     let nextMemory = decision.memory;
     for (const reason of decision.reasons) this.#count(reason);
     let resizedAt: Date | null = null;
@@ -406,6 +528,7 @@ export class ResizeController {
       name,
       uid: raw.metadata?.uid,
     };
+    if (!this.#mayWrite()) return; // fenced: lost (or may have lost) the Lease
     if (
       (decision.state === "Skipped" || decision.state === "Failed") &&
       pa.status?.state !== decision.state
@@ -419,6 +542,21 @@ export class ResizeController {
       }
     }
     if (decision.patch !== null && pod !== undefined) {
+      // Before MBCAS first changes the pod: the finalizer (deleting the allocation
+      // restores the pod) and the declared limits to restore, both in the API.
+      if (!deletedAt && !ours) await this.#addFinalizer(raw);
+      if (pa.status?.baseline === undefined) {
+        await this.#writeStatus(
+          namespace,
+          name,
+          pa.status,
+          { ...decision, memory: nextMemory },
+          pod,
+          pa.metadata.generation ?? 0,
+          now,
+          null,
+        );
+      }
       const patch = decision.patch.map((p) => ({
         name: p.name,
         cpuLimit: formatMillicores(p.cpuLimitMillicores),
@@ -436,7 +574,8 @@ export class ResizeController {
           c.type === "Applied" ? { ...c, reason: "DryRun", message: `dry run: ${c.message}` } : c
         );
       } else {
-        const wait = this.#limiter.tryTake(pod.spec?.nodeName ?? "", now);
+        // Restores are never rate limited: they give back what MBCAS took.
+        const wait = decision.restoring ? 0 : this.#limiter.tryTake(pod.spec?.nodeName ?? "", now);
         if (wait > 0) {
           this.stats.resizes.rateLimited++;
           this.#metrics.resizes.inc({ result: "rate_limited" });
@@ -444,6 +583,7 @@ export class ResizeController {
           this.#schedule(key, wait);
           return; // nothing changed yet: no status write
         }
+        if (!this.#mayWrite()) return;
         try {
           await patchPodResize(this.#core, namespace, name, patch);
           this.stats.resizes.accepted++;
@@ -453,10 +593,16 @@ export class ResizeController {
           }
           nextMemory = recordPatch(nextMemory, now);
           resizedAt = new Date(now);
-          this.#log("info", "resized", fields);
-          const message = `CPU limits set to ${fields.resize}`;
-          this.#options.events?.record(podRef, "Normal", "MBCASResized", message);
-          this.#options.events?.record(paRef, "Normal", "Resized", message);
+          this.#log("info", decision.restoring ? "restored declared limits" : "resized", {
+            ...fields,
+            ...(decision.restoring ? { why: restoreReason(decision) } : {}),
+          });
+          const message = decision.restoring
+            ? `CPU limits restored to the declared ${fields.resize} (${restoreReason(decision)})`
+            : `CPU limits set to ${fields.resize}`;
+          const reason = decision.restoring ? "Restored" : "Resized";
+          this.#options.events?.record(podRef, "Normal", `MBCAS${reason}`, message);
+          this.#options.events?.record(paRef, "Normal", reason, message);
         } catch (error) {
           this.stats.resizes.rejected++;
           this.#metrics.resizes.inc({ result: "rejected" });
@@ -478,6 +624,28 @@ export class ResizeController {
     }
     this.#memory.set(key, nextMemory);
     if (decision.requeueAfterMs !== null) this.#schedule(key, decision.requeueAfterMs);
+    if (deletedAt) {
+      // The restore is done (or there is nothing to restore): let the object go.
+      const since = now - Date.parse(String(deletedAt));
+      const giveUp = this.#options.restoreGiveUpMs ?? 300_000;
+      if (decision.patch === null && decision.state !== "Pending") {
+        await this.#releaseFinalizer(
+          raw,
+          decision.state === "Restored"
+            ? "the declared limits are back in force"
+            : decision.conditions.find((c) => c.type === "Skipped")?.message ?? decision.state,
+        );
+        return;
+      }
+      if (since > giveUp) {
+        await this.#releaseFinalizer(
+          raw,
+          `the restore did not complete within ${Math.round(giveUp / 1000)} s; giving up`,
+        );
+        return;
+      }
+      this.#schedule(key, 5_000);
+    }
     if (resizedAt !== null) {
       // The patch changes the pod, and the kubelet answers on it: the reconciles those
       // updates trigger record the status (and coalesce under load). One write saved.
@@ -487,16 +655,69 @@ export class ResizeController {
     const lastResizeTime = nextMemory.lastResizeAtMs === null
       ? null
       : new Date(nextMemory.lastResizeAtMs);
+    if (!this.#mayWrite()) return;
     await this.#writeStatus(
       namespace,
       name,
       pa.status,
-      { state: decision.state, conditions },
+      { state: decision.state, conditions, baseline: decision.baseline, memory: nextMemory },
       pod,
       pa.metadata.generation ?? 0,
       now,
       lastResizeTime,
     );
+  }
+
+  /** Adds the restore finalizer (optimistic concurrency: a conflict retries the reconcile). */
+  async #addFinalizer(raw: PlainPodAllocation): Promise<void> {
+    if (!this.#mayWrite()) throw new Error("not the leader any more");
+    await this.#custom.patchNamespacedCustomObject(
+      {
+        group: GROUP,
+        version: VERSION,
+        namespace: raw.metadata!.namespace!,
+        plural: PLURAL,
+        name: raw.metadata!.name!,
+        body: {
+          metadata: {
+            resourceVersion: raw.metadata?.resourceVersion,
+            finalizers: [...(raw.metadata?.finalizers ?? []), RESTORE_FINALIZER],
+          },
+        },
+      },
+      MERGE_PATCH,
+    );
+  }
+
+  /** Removes the restore finalizer, with an event saying why. */
+  async #releaseFinalizer(raw: PlainPodAllocation, why: string): Promise<void> {
+    if (!this.#mayWrite()) return;
+    const namespace = raw.metadata!.namespace!;
+    const name = raw.metadata!.name!;
+    try {
+      await this.#custom.patchNamespacedCustomObject(
+        {
+          group: GROUP,
+          version: VERSION,
+          namespace,
+          plural: PLURAL,
+          name,
+          body: {
+            metadata: {
+              resourceVersion: raw.metadata?.resourceVersion,
+              finalizers: (raw.metadata?.finalizers ?? []).filter((f) => f !== RESTORE_FINALIZER),
+            },
+          },
+        },
+        MERGE_PATCH,
+      );
+      this.#log("info", "released a deleted PodAllocation", {
+        podAllocation: `${namespace}/${name}`,
+        why,
+      });
+    } catch (error) {
+      if (statusCode(error) !== 404) throw error;
+    }
   }
 
   async #writeStatus(
@@ -532,6 +753,10 @@ export class ResizeController {
   get metrics(): ControllerMetrics {
     return this.#metrics;
   }
+}
+
+function restoreReason(decision: Decision): string {
+  return decision.conditions.find((c) => c.type === "Skipped")?.reason ?? "restore";
 }
 
 function keyOf(object: k8s.KubernetesObject): string {

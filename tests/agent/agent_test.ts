@@ -3,6 +3,7 @@
  * fixture tree whose counters the test advances in real time.
  */
 import assert from "node:assert/strict";
+import * as k8s from "@kubernetes/client-node";
 import { NodeAgent } from "../../src/agent/mod.ts";
 import { burstablePod, eventually, guaranteedPod, kubeConfig } from "../k8s/_helpers.ts";
 import { requireOrSkip, testbedMissing } from "../_support/requirements.ts";
@@ -48,6 +49,8 @@ requireOrSkip(
             `demand ${c.evidence.demandMillicores}`,
           );
           assert.equal(c.evidence.floorMillicores, 250);
+          assert.equal(c.evidence.measured, true);
+          assert.equal(web.spec.market.intervalSeconds, 1);
           assert.equal(web.metadata.ownerReferences[0].kind, "Pod");
           assert.equal(
             web.spec.podUID,
@@ -88,6 +91,26 @@ requireOrSkip(
             10_000,
           );
           assert.ok(performance.now() - stepAt < 3000, "within about one market interval");
+        },
+      );
+
+      await t.step(
+        "the agent renews its node's heartbeat Lease with its own identity",
+        async () => {
+          const coordination = lab.cluster.admin.makeApiClient(k8s.CoordinationV1Api);
+          const lease = await eventually("heartbeat Lease", async () => {
+            try {
+              return await coordination.readNamespacedLease({
+                name: "mbcas-agent-node-a",
+                namespace: "mbcas-system",
+              });
+            } catch {
+              return undefined;
+            }
+          });
+          assert.equal(lease.spec?.holderIdentity, "node-a");
+          assert.ok(lease.spec?.renewTime !== undefined, "renewed");
+          assert.equal(lease.metadata?.labels?.["app.kubernetes.io/component"], "agent-heartbeat");
         },
       );
 

@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { formatMillicores, isQuantity, parseMillicores } from "../../src/api/mod.ts";
+import {
+  formatMillicores,
+  isQuantity,
+  parseMillicores,
+  quantitiesEqual,
+} from "../../src/api/mod.ts";
 
 Deno.test("quantity: CPU quantities parse to millicores, rounding up like the API server", () => {
   const cases: [string, number][] = [
@@ -33,4 +38,13 @@ Deno.test("quantity property: formatMillicores and parseMillicores round-trip", 
   }));
   assert.equal(formatMillicores(2000), "2");
   assert.equal(formatMillicores(1500), "1500m");
+});
+
+Deno.test("quantitiesEqual: by value as the API server compares them, never by spelling", () => {
+  assert.equal(quantitiesEqual("1Gi", "1024Mi"), true);
+  assert.equal(quantitiesEqual("64Mi", "65536Ki"), true);
+  assert.equal(quantitiesEqual("1G", "1000M"), true);
+  assert.equal(quantitiesEqual("1G", "1Gi"), false);
+  assert.equal(quantitiesEqual("500m", "0.5"), true);
+  assert.equal(quantitiesEqual("lots", "lots"), false, "not a quantity: never equal");
 });

@@ -177,6 +177,8 @@ try {
         capacityMillicores: 64_000,
         contended: false,
         computedAt: new Date().toISOString(),
+        // No agent vouches for it here: a long market interval keeps it from going stale.
+        intervalSeconds: 3600,
       },
     },
   });

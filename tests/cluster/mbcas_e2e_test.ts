@@ -14,7 +14,8 @@
  *   for every step;
  * - deleting the leader pod hands the Lease to the other replica, and the
  *   new leader does not resize again what the old one applied;
- * - `deno task undeploy` removes everything.
+ * - `deno task undeploy` gives the pod MBCAS raised its declared limit back (spec and kernel
+ *   quota), then removes everything.
  *
  * The agent's release half-life and the controller's cooldown are shortened
  * through their environment variables (`kubectl set env`, a rolling update
@@ -116,7 +117,7 @@ requireOrSkip(
       // has and a service of priority 4, on for 20 s and off for 40 s; its
       // first on phase starts 30 s from now.
       const phases = { epochMs: Date.now() + 30_000, onS: 20, offS: 40, steps: 3 };
-      const { web } = await startLoadPods(cluster, NS, phases);
+      const { web, batch } = await startLoadPods(cluster, NS, phases);
       // Pod Security is enforced at admission: the namespace is `restricted`, its
       // pods meet it, and a pod with the agent's hostPath is refused there.
       const hostPathPod = labPod("hostpath", NS, { request: "10m", limit: "100m" }, []);
@@ -204,10 +205,12 @@ requireOrSkip(
         `the new leader resized ${resizes} times for ${changes} allocation changes`,
       );
 
-      await api(
-        cluster.testbed,
-        "DELETE",
-        `/api/v1/namespaces/${NS}/pods/batch?gracePeriodSeconds=0`,
+      // Undeploy gives the batch job, which MBCAS raised, its declared 200m back:
+      // the controller restores it before it is removed, in the kernel too.
+      const batchCgroup = containerCgroup(batch);
+      assert.ok(
+        kernelLimitMillicores(batchCgroup)! > declared,
+        `MBCAS raised the batch job (${kernelLimitMillicores(batchCgroup)}m)`,
       );
       const undeploy = await task(cluster, "undeploy", [
         "--kubeconfig",
@@ -216,6 +219,17 @@ requireOrSkip(
         "deploy/overlays/local",
       ]);
       assert.equal(undeploy.code, 0, `deno task undeploy succeeded:\n${undeploy.output}`);
+      assert.match(
+        undeploy.output,
+        /restored the declared CPU limits of 1 pod: 1 by the controller, 0 by undeploy; 0 could not be restored/,
+      );
+      const restored = await api(cluster.testbed, "GET", `/api/v1/namespaces/${NS}/pods/batch`);
+      assert.equal(restored.spec.containers[0].resources.limits.cpu, "200m");
+      const kernelBack = await waitUntilMs(
+        () => Promise.resolve(kernelLimitMillicores(batchCgroup) === declared),
+        30_000,
+      );
+      assert.ok(kernelBack !== null, `the kernel quota is back at ${declared}m`);
       const left = await kubectl(cluster, [
         "get",
         "crd,clusterrole,clusterrolebinding,namespace",

@@ -35,6 +35,8 @@ function allocation(name: string, uid: string, cpuLimit: string, container = "ap
         capacityMillicores: 4000,
         contended: true,
         computedAt: new Date().toISOString(),
+        // No agent vouches for it here: a long market interval keeps it from going stale.
+        intervalSeconds: 3600,
       },
     },
   };

@@ -87,6 +87,8 @@ requireOrSkip(
           capacityMillicores: 4000,
           contended: false,
           computedAt: new Date().toISOString(),
+          // No agent vouches for it here: a long market interval keeps it from going stale.
+          intervalSeconds: 3600,
         },
       },
     });

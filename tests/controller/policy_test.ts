@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
+  type BaselineLimits,
   type ContainerState,
   decide,
   DEFAULT_POLICY,
@@ -9,6 +10,7 @@ import {
   type PodState,
   recordPatch,
 } from "../../src/controller/policy.ts";
+import { memoryFromStatus, statusFor } from "../../src/controller/observe.ts";
 
 const UID = "0b6d3f4e-6f3c-4a2e-9d5e-3c1f2a7b8c9d";
 const NOW = 1_000_000;
@@ -22,7 +24,7 @@ function container(over: Partial<ContainerState> = {}): ContainerState {
     reported: true,
     memoryRequest: "64Mi",
     memoryLimit: "128Mi",
-    cpuRestartPolicy: "NotRequired",
+    ineligible: null,
     ...over,
   };
 }
@@ -30,10 +32,10 @@ function container(over: Partial<ContainerState> = {}): ContainerState {
 function pod(over: Partial<PodState> = {}, containers = [container()]): PodState {
   return {
     uid: UID,
-    qosClass: "Burstable",
     phase: "Running",
-    optedIn: true,
-    allowRestart: false,
+    ineligible: null,
+    kubeletSupportsResize: true,
+    minLimit: { kind: "request" },
     generation: 1,
     nodeAllocatableMillicores: 4000,
     resizePending: null,
@@ -49,6 +51,10 @@ const want = (cpuLimitMillicores: number, name = "app"): DesiredAllocation => ({
 });
 const cond = (d: ReturnType<typeof decide>, type: string) =>
   d.conditions.find((c) => c.type === type)!;
+/** A pod MBCAS first saw an hour ago, with `limits` declared then. */
+const seen = (limits: Record<string, number> = { app: 500 }): { baseline: BaselineLimits } => ({
+  baseline: { recordedAtMs: NOW - 3_600_000, limits },
+});
 
 Deno.test("policy: an increase applies at once", () => {
   const d = decide(NOW, want(900), pod(), emptyMemory(NOW - 1000), DEFAULT_POLICY);
@@ -108,6 +114,7 @@ Deno.test("policy: never below the request, never above the cap or the node's al
     pod({}, [container({ cpuLimitMillicores: 600, appliedCpuLimitMillicores: 600 })]),
     emptyMemory(null),
     DEFAULT_POLICY,
+    seen({ app: 600 }),
   );
   assert.deepEqual(
     low.patch,
@@ -120,6 +127,7 @@ Deno.test("policy: never below the request, never above the cap or the node's al
     pod({}, [container({ cpuLimitMillicores: 300, appliedCpuLimitMillicores: 300 })]),
     emptyMemory(null),
     DEFAULT_POLICY,
+    seen({ app: 600 }),
   );
   assert.deepEqual(lower.patch, [{ name: "app", cpuLimitMillicores: 250 }]);
   assert.ok(lower.reasons.includes("ClampedToRequest"));
@@ -139,17 +147,23 @@ Deno.test("policy: never below the request, never above the cap or the node's al
   assert.deepEqual(node.patch, [{ name: "app", cpuLimitMillicores: 3000 }]);
 });
 
-Deno.test("policy: Guaranteed and BestEffort pods, pods not opted in and recreated pods are skipped", () => {
+Deno.test("policy: pods MBCAS does not manage, recreated pods and old kubelets are skipped, even with a baseline", () => {
+  const ineligible = (reason: NonNullable<PodState["ineligible"]>["reason"]) => ({
+    ineligible: { reason, message: reason },
+  });
   for (
-    const [over, reason] of [
-      [{ qosClass: "Guaranteed" }, "GuaranteedQoS"],
-      [{ qosClass: "BestEffort" }, "BestEffortQoS"],
-      [{ optedIn: false }, "NotOptedIn"],
-      [{ uid: "11111111-2222-4333-8444-555555555555" }, "PodUIDMismatch"],
-    ] as [Partial<PodState>, string][]
+    const [over, reason, context] of [
+      [ineligible("GuaranteedQoS"), "GuaranteedQoS", seen()],
+      [ineligible("BestEffortQoS"), "BestEffortQoS", seen()],
+      [ineligible("MirrorPod"), "MirrorPod", seen()],
+      [ineligible("Terminating"), "Terminating", seen()],
+      [ineligible("NotOptedIn"), "NotOptedIn", {}],
+      [{ uid: "11111111-2222-4333-8444-555555555555" }, "PodUIDMismatch", seen()],
+      [{ kubeletSupportsResize: false }, "KubeletTooOld", seen()],
+    ] as [Partial<PodState>, string, { baseline?: BaselineLimits }][]
   ) {
-    const d = decide(NOW, want(900), pod(over), emptyMemory(null), DEFAULT_POLICY);
-    assert.equal(d.patch, null);
+    const d = decide(NOW, want(900), pod(over), emptyMemory(null), DEFAULT_POLICY, context);
+    assert.equal(d.patch, null, reason);
     assert.equal(d.state, "Skipped");
     assert.equal(cond(d, "Skipped").reason, reason);
   }
@@ -159,20 +173,29 @@ Deno.test("policy: Guaranteed and BestEffort pods, pods not opted in and recreat
   );
 });
 
-Deno.test("policy: RestartContainer containers are skipped unless restarts are allowed", () => {
-  const restart = [container({ cpuRestartPolicy: "RestartContainer" })];
-  const d = decide(NOW, want(900), pod({}, restart), emptyMemory(null), DEFAULT_POLICY);
+Deno.test("policy: containers MBCAS may not resize are skipped, the others of the pod still are", () => {
+  const restart = container({
+    ineligible: { reason: "RestartRequired", message: "app: CPU resizePolicy is RestartContainer" },
+  });
+  const d = decide(NOW, want(900), pod({}, [restart]), emptyMemory(null), DEFAULT_POLICY);
   assert.equal(d.patch, null);
   assert.equal(cond(d, "Skipped").reason, "RestartRequired");
   assert.equal(d.state, "Skipped");
-  const allowed = decide(
+  const two = decide(
     NOW,
-    want(900),
-    pod({ allowRestart: true }, restart),
+    {
+      podUID: UID,
+      containers: [{ name: "app", cpuLimitMillicores: 900 }, {
+        name: "b",
+        cpuLimitMillicores: 900,
+      }],
+    },
+    pod({}, [restart, container({ name: "b" })]),
     emptyMemory(null),
     DEFAULT_POLICY,
   );
-  assert.deepEqual(allowed.patch, [{ name: "app", cpuLimitMillicores: 900 }]);
+  assert.deepEqual(two.patch, [{ name: "b", cpuLimitMillicores: 900 }]);
+  assert.equal(cond(two, "Skipped").reason, "SomeContainersSkipped");
 });
 
 Deno.test("policy: a Burstable pod is never driven to requests == limits on every resource", () => {
@@ -185,7 +208,7 @@ Deno.test("policy: a Burstable pod is never driven to requests == limits on ever
       memoryLimit: "64Mi",
     }),
   ];
-  const d = decide(NOW, want(250), pod({}, tight), emptyMemory(null), DEFAULT_POLICY);
+  const d = decide(NOW, want(250), pod({}, tight), emptyMemory(null), DEFAULT_POLICY, seen());
   assert.deepEqual(d.patch, [{ name: "app", cpuLimitMillicores: 300 }], "first step");
   const last = decide(
     NOW,
@@ -193,9 +216,27 @@ Deno.test("policy: a Burstable pod is never driven to requests == limits on ever
     pod({}, [{ ...tight[0], cpuLimitMillicores: 300, appliedCpuLimitMillicores: 300 }]),
     emptyMemory(null),
     DEFAULT_POLICY,
+    seen(),
   );
   assert.deepEqual(last.patch, [{ name: "app", cpuLimitMillicores: 251 }]);
   assert.ok(last.reasons.includes("QoSGuard"));
+  // Memory quantities are compared by value, as the API server does: 1Gi is 1024Mi.
+  const spelled = decide(
+    NOW,
+    want(250),
+    pod({}, [{
+      ...tight[0],
+      cpuLimitMillicores: 300,
+      appliedCpuLimitMillicores: 300,
+      memoryRequest: "1Gi",
+      memoryLimit: "1024Mi",
+    }]),
+    emptyMemory(null),
+    DEFAULT_POLICY,
+    seen(),
+  );
+  assert.deepEqual(spelled.patch, [{ name: "app", cpuLimitMillicores: 251 }]);
+  assert.ok(spelled.reasons.includes("QoSGuard"));
 });
 
 Deno.test("policy: Infeasible stops, backs off exponentially, and never retries the same value", () => {
@@ -325,7 +366,7 @@ Deno.test("policy property: a patch is never below a request, above the caps, or
             cpuRequestMillicores: s.request,
             cpuLimitMillicores: s.request + s.limitExtra,
             appliedCpuLimitMillicores: s.request + s.limitExtra,
-            memoryRequest: "64Mi",
+            memoryRequest: "65536Ki",
             memoryLimit: s.memEqual ? "64Mi" : "128Mi",
           })
         );
@@ -353,11 +394,204 @@ Deno.test("policy property: a patch is never below a request, above the caps, or
         }
         const guaranteed = containers.every((c) =>
           (next.get(c.name) ?? c.cpuLimitMillicores) === c.cpuRequestMillicores &&
-          c.memoryRequest === c.memoryLimit
+          c.memoryLimit === "64Mi"
         );
         assert.equal(guaranteed, false, "never Guaranteed");
       },
     ),
     { numRuns: 500 },
   );
+});
+
+Deno.test("policy: a newly seen pod is not cut at once: the cooldown counts from first sight, and the baseline is returned to record", () => {
+  const big = [container({ cpuLimitMillicores: 1000, appliedCpuLimitMillicores: 1000 })];
+  const first = decide(NOW, want(300), pod({}, big), emptyMemory(null), DEFAULT_POLICY);
+  assert.equal(first.patch, null);
+  assert.ok(first.reasons.includes("Cooldown"));
+  assert.deepEqual(first.baseline, { recordedAtMs: NOW, limits: { app: 1000 } });
+  assert.equal(first.requeueAfterMs, DEFAULT_POLICY.cooldownMs);
+  const later = decide(
+    NOW + DEFAULT_POLICY.cooldownMs,
+    want(300),
+    pod({}, big),
+    emptyMemory(null),
+    DEFAULT_POLICY,
+    { baseline: first.baseline },
+  );
+  assert.deepEqual(later.patch, [{ name: "app", cpuLimitMillicores: 500 }]);
+  // Increases never wait.
+  const up = decide(NOW, want(1500), pod({}, big), emptyMemory(null), DEFAULT_POLICY);
+  assert.deepEqual(up.patch, [{ name: "app", cpuLimitMillicores: 1500 }]);
+});
+
+Deno.test("policy: opted out, deleted or stale: the declared limits come back at once, either way, then Restored", () => {
+  const squeezed = pod({}, [
+    container({ cpuLimitMillicores: 260, appliedCpuLimitMillicores: 260 }),
+  ]);
+  const raised = pod({}, [
+    container({ cpuLimitMillicores: 2000, appliedCpuLimitMillicores: 2000 }),
+  ]);
+  const cases = [
+    [{ ...squeezed, ineligible: { reason: "NotOptedIn" as const, message: "opted out" } }, {}],
+    [squeezed, { restore: { reason: "Deleted" as const, message: "deleting" } }],
+    [raised, { restore: { reason: "Stale" as const, message: "stale" } }],
+  ] as const;
+  for (const [state, extra] of cases) {
+    const d = decide(
+      NOW,
+      want(300),
+      state,
+      recordPatch(emptyMemory(null), NOW - 1000),
+      DEFAULT_POLICY,
+      {
+        ...seen({ app: 800 }),
+        ...extra,
+      },
+    );
+    assert.deepEqual(d.patch, [{ name: "app", cpuLimitMillicores: 800 }], JSON.stringify(extra));
+    assert.equal(d.restoring, true);
+    assert.equal(d.state, "Pending");
+    assert.equal(cond(d, "Applied").reason, "Restoring");
+  }
+  const back = pod({}, [container({ cpuLimitMillicores: 800, appliedCpuLimitMillicores: 800 })]);
+  const done = decide(NOW, want(300), back, emptyMemory(null), DEFAULT_POLICY, {
+    ...seen({ app: 800 }),
+    restore: { reason: "Stale", message: "stale" },
+  });
+  assert.equal(done.patch, null);
+  assert.equal(done.state, "Restored");
+  assert.equal(cond(done, "Skipped").reason, "Stale");
+  // Nothing recorded: MBCAS never changed the pod, nothing to give back.
+  const never = decide(NOW, want(300), squeezed, emptyMemory(null), DEFAULT_POLICY, {
+    restore: { reason: "Deleted", message: "deleting" },
+  });
+  assert.equal(never.patch, null);
+  assert.equal(never.state, "Skipped");
+  // A restore goes through an error backoff: the declared limits were in force before.
+  const errored = decide(
+    NOW,
+    want(300),
+    pod({
+      generation: 2,
+      resizeInProgress: { reason: "Error", message: "x", observedGeneration: 2 },
+    }, [container({ cpuLimitMillicores: 260, appliedCpuLimitMillicores: 500 })]),
+    emptyMemory(null),
+    DEFAULT_POLICY,
+    { ...seen({ app: 800 }), restore: { reason: "Stale", message: "stale" } },
+  );
+  assert.deepEqual(errored.patch, [{ name: "app", cpuLimitMillicores: 800 }]);
+});
+
+Deno.test("policy: the min-cpu-limit rule bounds decreases from the declared limit", () => {
+  const at = (minLimit: PodState["minLimit"]) =>
+    decide(
+      NOW,
+      want(260),
+      pod({ minLimit }, [container({ cpuLimitMillicores: 700, appliedCpuLimitMillicores: 700 })]),
+      emptyMemory(null),
+      { ...DEFAULT_POLICY, maxStepDownFraction: 1 },
+      seen({ app: 800 }),
+    );
+  assert.deepEqual(at({ kind: "request" }).patch, [{ name: "app", cpuLimitMillicores: 260 }]);
+  assert.deepEqual(at({ kind: "fraction", fraction: 0.5 }).patch, [{
+    name: "app",
+    cpuLimitMillicores: 400,
+  }]);
+  const raiseOnly = at({ kind: "declared" });
+  assert.deepEqual(
+    raiseOnly.patch,
+    [{ name: "app", cpuLimitMillicores: 800 }],
+    "back up to the declared",
+  );
+  assert.ok(raiseOnly.reasons.includes("ClampedToMinLimit"));
+});
+
+Deno.test("policy: no measurement, no resize; one container not running does not park the others", () => {
+  const unmeasured = decide(
+    NOW,
+    { podUID: UID, containers: [{ name: "app", cpuLimitMillicores: 300, measured: false }] },
+    pod(),
+    emptyMemory(null),
+    DEFAULT_POLICY,
+    seen(),
+  );
+  assert.equal(unmeasured.patch, null);
+  assert.equal(cond(unmeasured, "Skipped").reason, "NoMeasurement");
+  const crashLooping = decide(
+    NOW,
+    {
+      podUID: UID,
+      containers: [{ name: "app", cpuLimitMillicores: 900 }, {
+        name: "crash",
+        cpuLimitMillicores: 900,
+      }],
+    },
+    pod({}, [
+      container(),
+      container({ name: "crash", reported: false, appliedCpuLimitMillicores: null }),
+    ]),
+    emptyMemory(null),
+    DEFAULT_POLICY,
+  );
+  assert.deepEqual(crashLooping.patch, [{ name: "app", cpuLimitMillicores: 900 }]);
+  assert.match(cond(crashLooping, "Skipped").message, /crash: the kubelet reports no resources/);
+});
+
+Deno.test("policy: resize conditions without a reason: in progress is in progress, pending is Deferred", () => {
+  const inflight = [container({ cpuLimitMillicores: 900, appliedCpuLimitMillicores: 500 })];
+  const progressing = decide(
+    NOW,
+    want(900),
+    pod({
+      generation: 2,
+      resizeInProgress: { reason: "", message: "", observedGeneration: 2 },
+    }, inflight),
+    recordPatch(emptyMemory(null), NOW - 100),
+    DEFAULT_POLICY,
+  );
+  assert.equal(cond(progressing, "ResizePending").reason, "InProgress");
+  assert.equal(progressing.state, "Pending");
+  const pendingNoReason = decide(
+    NOW,
+    want(900),
+    pod(
+      { generation: 2, resizePending: { reason: "", message: "", observedGeneration: 2 } },
+      inflight,
+    ),
+    recordPatch(emptyMemory(null), NOW - 100),
+    DEFAULT_POLICY,
+  );
+  assert.equal(cond(pendingNoReason, "ResizePending").reason, "Deferred");
+});
+
+Deno.test("policy: an Infeasible value is remembered through status, so a restarted or new leader never retries it", () => {
+  const infeasiblePod = pod({
+    nodeAllocatableMillicores: 10_000,
+    generation: 2,
+    resizePending: { reason: "Infeasible", message: "too big", observedGeneration: 2 },
+  }, [container({ cpuLimitMillicores: 5000, appliedCpuLimitMillicores: 500 })]);
+  const first = decide(
+    NOW,
+    want(5000),
+    infeasiblePod,
+    emptyMemory(NOW - 100),
+    DEFAULT_POLICY,
+    seen(),
+  );
+  const status = statusFor(
+    { ...first, memory: first.memory },
+    undefined,
+    1,
+    undefined,
+    new Date(NOW),
+    null,
+  );
+  assert.equal(status.infeasible?.containers[0].cpuLimit, "5");
+  assert.ok(status.baseline !== undefined, "the baseline is recorded with it");
+  const rebuilt = memoryFromStatus(status);
+  const same = decide(NOW + 3_600_000, want(5000), infeasiblePod, rebuilt, DEFAULT_POLICY, seen());
+  assert.equal(same.patch, null);
+  assert.ok(same.reasons.includes("KnownInfeasible"));
+  const during = decide(NOW + 1000, want(3000), infeasiblePod, rebuilt, DEFAULT_POLICY, seen());
+  assert.equal(during.patch, null, "the backoff survives too");
 });
