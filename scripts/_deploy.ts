@@ -1,12 +1,15 @@
 /**
  * The decisions of `deno task deploy` / `deno task undeploy`, as pure
  * functions: option parsing and validation, the server-version verdict,
- * recognising a minikube context, and dropping the CRD from a rendered
- * kustomization. `scripts/deploy.ts` runs kubectl around them.
+ * recognising a minikube context, dropping the CRD from a rendered
+ * kustomization, and undeploy's restore of the pods' declared CPU limits
+ * (which pods need it, the patch bodies, the summary). `scripts/deploy.ts`
+ * runs kubectl around them.
  *
  * @module
  */
 import { parseArgs } from "node:util";
+import { parseMillicores } from "../src/api/quantity.ts";
 
 /** The PodAllocation CRD's name. */
 export const CRD_NAME = "podallocations.allocation.mbcas.io";
@@ -45,7 +48,8 @@ Deploys MBCAS (CRD, RBAC, controller Deployment, agent DaemonSet) with kubectl.
   --no-wait           do not wait for the controller and agent rollouts
   --timeout SECONDS   rollout and deletion timeout (default: ${DEFAULT_TIMEOUT_SECONDS})
   --force             deploy to a Kubernetes 1.27-1.32 server anyway (it will not resize)
-  --undeploy          remove everything instead (demo, overlay, then the CRD last)
+  --undeploy          remove everything instead: the agent, then every PodAllocation once its
+                      pod's declared CPU limits are restored, the demo, the overlay, the CRD last
   -h, --help          this text`;
 
 /** Parsed and validated options of the deploy script. */
@@ -389,4 +393,275 @@ export function watchHints(kubectl: string, kubeconfig?: string): string[] {
     `  deno task explain -- --node <node>${explainConfig}`,
     "Remove it all with: deno task undeploy",
   ];
+}
+
+// ---------------------------------------------------------------------------
+// Restoring the declared CPU limits on undeploy
+
+/**
+ * The finalizer the controller puts on a PodAllocation the first time it
+ * changes the pod's CPU limits (recording them in `status.baseline`); it
+ * restores the pod and removes the finalizer when the PodAllocation is deleted.
+ */
+export const RESTORE_FINALIZER = "allocation.mbcas.io/restore";
+
+/** A container's CPU limit: a Kubernetes quantity, or null for none. */
+export interface ContainerLimit {
+  /** The container's name. */
+  name: string;
+  /** Its CPU limit, as written (`500m`, `0.5`), or null when it has none. */
+  cpuLimit: string | null;
+}
+
+/** What undeploy needs of a PodAllocation. */
+export interface AllocationRecord {
+  /** Namespace (the pod's). */
+  namespace: string;
+  /** Name (the pod's). */
+  name: string;
+  /** `spec.podUID`: the pod this allocation was for (empty when missing). */
+  podUID: string;
+  /** `metadata.finalizers`. */
+  finalizers: string[];
+  /** `status.baseline.containers`: the declared CPU limits, or null when none were recorded. */
+  baseline: ContainerLimit[] | null;
+}
+
+/** What undeploy needs of a pod. */
+export interface PodRecord {
+  /** Namespace. */
+  namespace: string;
+  /** Name. */
+  name: string;
+  /** `metadata.uid`. */
+  uid: string;
+  /** The CPU limit of each container in `spec.containers` (what a resize changes). */
+  containers: ContainerLimit[];
+}
+
+/** `namespace/name`, how undeploy names pods and PodAllocations. */
+export function podKey(namespace: string, name: string): string {
+  return `${namespace}/${name}`;
+}
+
+type Loose = Record<string, unknown>;
+const record = (value: unknown): Loose =>
+  typeof value === "object" && value !== null && !Array.isArray(value) ? value as Loose : {};
+const items = (list: unknown): Loose[] => {
+  const all = record(list).items;
+  return Array.isArray(all) ? all.map(record) : [];
+};
+const text = (value: unknown): string => typeof value === "string" ? value : "";
+const limit = (value: unknown): string | null =>
+  typeof value === "string" && value.trim() !== "" ? value.trim() : null;
+
+/**
+ * Reads the PodAllocations of `kubectl get podallocations -A -o json` (a
+ * parsed List). Items without a name or namespace are skipped; a
+ * `status.baseline` without a containers array counts as no baseline.
+ */
+export function parseAllocations(list: unknown): AllocationRecord[] {
+  const out: AllocationRecord[] = [];
+  for (const item of items(list)) {
+    const metadata = record(item.metadata);
+    const namespace = text(metadata.namespace);
+    const name = text(metadata.name);
+    if (namespace === "" || name === "") continue;
+    const finalizers = Array.isArray(metadata.finalizers)
+      ? metadata.finalizers.filter((f): f is string => typeof f === "string")
+      : [];
+    const containers = record(record(record(item.status).baseline)).containers;
+    const baseline = Array.isArray(containers)
+      ? containers.map(record).filter((c) => text(c.name) !== "").map((c) => ({
+        name: text(c.name),
+        cpuLimit: limit(c.cpuLimit),
+      }))
+      : null;
+    out.push({
+      namespace,
+      name,
+      podUID: text(record(item.spec).podUID),
+      finalizers,
+      baseline,
+    });
+  }
+  return out;
+}
+
+/** Reads the pods of `kubectl get pods -o json` (a parsed List): their UIDs and spec CPU limits. */
+export function parsePods(list: unknown): PodRecord[] {
+  const out: PodRecord[] = [];
+  for (const item of items(list)) {
+    const metadata = record(item.metadata);
+    const containers = record(item.spec).containers;
+    out.push({
+      namespace: text(metadata.namespace),
+      name: text(metadata.name),
+      uid: text(metadata.uid),
+      containers: (Array.isArray(containers) ? containers.map(record) : []).map((c) => ({
+        name: text(c.name),
+        cpuLimit: limit(record(record(c.resources).limits).cpu),
+      })),
+    });
+  }
+  return out;
+}
+
+/**
+ * True when two CPU limits are the same: both none, or the same amount
+ * (`500m` = `0.5`, compared in millicores as the API server rounds them;
+ * as text when either is not a quantity).
+ */
+export function sameCpuLimit(a: string | null, b: string | null): boolean {
+  if (a === null || b === null) return a === b;
+  const ma = parseMillicores(a);
+  const mb = parseMillicores(b);
+  return ma === null || mb === null ? a === b : ma === mb;
+}
+
+/** A container whose CPU limit is not its baseline. */
+export interface LimitChange {
+  /** The container. */
+  name: string;
+  /** Its CPU limit now. */
+  current: string | null;
+  /** Its declared CPU limit, to restore. */
+  baseline: string | null;
+}
+
+/**
+ * Whether a PodAllocation's pod needs its declared CPU limits back:
+ * `no-baseline` (nothing was recorded: MBCAS never changed it), `pod-gone`
+ * (no such pod, or a pod of that name with another UID), `at-baseline`, or
+ * `differs` with the containers to change. Baseline containers the pod does
+ * not have are ignored.
+ */
+export type RestoreNeed =
+  | { state: "no-baseline" }
+  | { state: "pod-gone" }
+  | { state: "at-baseline" }
+  | { state: "differs"; changes: LimitChange[] };
+
+/** Decides {@link RestoreNeed} for a PodAllocation and its pod as read now (undefined: no such pod). */
+export function restoreNeed(
+  allocation: AllocationRecord,
+  pod: PodRecord | undefined,
+): RestoreNeed {
+  if (allocation.baseline === null) return { state: "no-baseline" };
+  if (pod === undefined || allocation.podUID === "" || pod.uid !== allocation.podUID) {
+    return { state: "pod-gone" };
+  }
+  const changes: LimitChange[] = [];
+  for (const declared of allocation.baseline) {
+    const container = pod.containers.find((c) => c.name === declared.name);
+    if (container === undefined) continue;
+    if (!sameCpuLimit(container.cpuLimit, declared.cpuLimit)) {
+      changes.push({
+        name: declared.name,
+        current: container.cpuLimit,
+        baseline: declared.cpuLimit,
+      });
+    }
+  }
+  return changes.length === 0 ? { state: "at-baseline" } : { state: "differs", changes };
+}
+
+/**
+ * The strategic merge patch for `kubectl patch pod --subresource resize` that
+ * sets the changed containers' CPU limits back (a null baseline removes the
+ * limit). It carries the pod's UID, which the API server checks: a pod
+ * recreated under the same name is not touched.
+ */
+export function resizePatch(podUID: string, changes: LimitChange[]): string {
+  return JSON.stringify({
+    metadata: { uid: podUID },
+    spec: {
+      containers: changes.map((c) => ({
+        name: c.name,
+        resources: { limits: { cpu: c.baseline } },
+      })),
+    },
+  });
+}
+
+/**
+ * The JSON patch removing {@link RESTORE_FINALIZER} from a PodAllocation (with
+ * a test that it is still at that index, so a concurrent change fails instead
+ * of removing another finalizer), or null when it does not carry it.
+ */
+export function releasePatch(finalizers: string[]): string | null {
+  const index = finalizers.indexOf(RESTORE_FINALIZER);
+  if (index < 0) return null;
+  const path = `/metadata/finalizers/${index}`;
+  return JSON.stringify([
+    { op: "test", path, value: RESTORE_FINALIZER },
+    { op: "remove", path },
+  ]);
+}
+
+/** `app 800m -> 500m, sidecar none -> 100m`: the changes a restore makes. */
+export function describeChanges(changes: LimitChange[]): string {
+  return changes.map((c) => `${c.name} ${c.current ?? "none"} -> ${c.baseline ?? "none"}`)
+    .join(", ");
+}
+
+/**
+ * True when `kubectl get -o json` of the controller Deployment(s) (one object
+ * or a List) shows a ready replica: then undeploy waits for the controller to
+ * restore the pods and release their PodAllocations.
+ */
+export function controllerReady(deployments: unknown): boolean {
+  const top = record(deployments);
+  const all = Array.isArray(top.items) ? items(top) : [top];
+  return all.some((d) => {
+    const ready = record(d.status).readyReplicas;
+    return typeof ready === "number" && ready > 0;
+  });
+}
+
+/** Who restored which pods' declared CPU limits on undeploy, and which could not be restored. */
+export interface RestoreReport {
+  /** Pods (`namespace/name`) the controller restored once their PodAllocation was deleted. */
+  byController: string[];
+  /** Pods undeploy restored itself through `pods/resize`. */
+  byUndeploy: string[];
+  /** Pods whose restore failed, with the error (one line). */
+  failed: { pod: string; error: string }[];
+}
+
+const pods = (n: number) => `${n} ${n === 1 ? "pod" : "pods"}`;
+
+/**
+ * The restore summary (lines without the `deploy:` prefix), e.g.
+ * `restored the declared CPU limits of 1 pod: 0 by the controller, 1 by
+ * undeploy; 0 could not be restored`, then one `  could not restore NS/NAME:
+ * ERROR` line per failure.
+ */
+export function restoreSummary(report: RestoreReport): string[] {
+  const restored = report.byController.length + report.byUndeploy.length;
+  return [
+    `restored the declared CPU limits of ${pods(restored)}: ` +
+    `${report.byController.length} by the controller, ${report.byUndeploy.length} by undeploy; ` +
+    `${report.failed.length} could not be restored`,
+    ...report.failed.map((f) => `  could not restore ${f.pod}: ${f.error}`),
+  ];
+}
+
+/**
+ * Why undeploy exits 1 after removing everything (lines without the
+ * `deploy:` prefix), or an empty list when every restore succeeded.
+ */
+export function restoreFailure(report: RestoreReport): string[] {
+  const n = report.failed.length;
+  if (n === 0) return [];
+  return [
+    `${pods(n)} could not be restored to ${n === 1 ? "its" : "their"} declared CPU limits ` +
+    "(everything else was removed); set them by hand or recreate the pods:",
+    ...report.failed.map((f) => `  ${f.pod}: ${f.error}`),
+  ];
+}
+
+/** An error message on one line (kubectl's stderr can span several). */
+export function oneLine(message: string): string {
+  return message.trim().split("\n").map((l) => l.trim()).filter((l) => l !== "").join(" ");
 }

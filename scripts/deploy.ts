@@ -1,23 +1,43 @@
 /**
  * `deno task deploy` / `deno task undeploy`: deploys MBCAS to a cluster with
  * kubectl (version check, images, CRD, overlay, rollout, optional demo), or
- * removes it again (demo, overlay, then the CRD last). Both are idempotent.
- * The decisions live in `scripts/_deploy.ts`; this file runs the commands.
+ * removes it again: the agent first, then the PodAllocations once every pod
+ * MBCAS changed has its declared CPU limits back (by the controller, or by
+ * undeploy itself through `pods/resize`), the demo, the overlay, and the CRD
+ * last. Both are idempotent. The decisions live in `scripts/_deploy.ts`; this
+ * file runs the commands.
  *
- * Exit status: 0 done, 1 a step failed (kubectl's error is printed), 2 bad options.
+ * Exit status: 0 done, 1 a step failed (kubectl's error is printed) or a
+ * pod's CPU limits could not be restored (named, after everything else is
+ * removed), 2 bad options.
  *
  * @module
  */
 import { isAbsolute, join, relative, resolve } from "node:path";
 import {
+  type AllocationRecord,
   checkServerVersion,
+  controllerReady,
   countDeleted,
   CRD_NAME,
   type DeployOptions,
+  describeChanges,
   dropCustomResourceDefinitions,
   isMinikubeContext,
+  oneLine,
+  parseAllocations,
   parseDeployArgs,
+  parsePods,
   parseServerVersion,
+  podKey,
+  type PodRecord,
+  releasePatch,
+  resizePatch,
+  RESTORE_FINALIZER,
+  restoreFailure,
+  restoreNeed,
+  type RestoreReport,
+  restoreSummary,
   SYSTEM_NAMESPACE,
   USAGE,
   UsageError,
@@ -41,6 +61,11 @@ interface Result {
   code: number;
   stdout: string;
   stderr: string;
+}
+
+/** `1 pod`, `2 pods`. */
+function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
 }
 
 function log(line: string): void {
@@ -346,11 +371,263 @@ async function deploy(options: DeployOptions): Promise<number> {
   return 0;
 }
 
+/** Parses kubectl's `-o json` output; anything else fails `step`. */
+function parseJson(step: string, stdout: string): unknown {
+  try {
+    return JSON.parse(stdout);
+  } catch {
+    throw new StepFailed(
+      step,
+      `kubectl printed something other than JSON:\n${stdout.slice(0, 500)}`,
+    );
+  }
+}
+
+/** Every PodAllocation, all namespaces. */
+async function listAllocations(kubectl: Kubectl): Promise<AllocationRecord[]> {
+  const step = "list the PodAllocations";
+  const result = await kubectl.step(step, ["get", CRD_NAME, "--all-namespaces", "-o", "json"]);
+  return parseAllocations(parseJson(step, result.stdout));
+}
+
+/** The pods of these namespaces, by `namespace/name`. */
+async function readPods(
+  kubectl: Kubectl,
+  namespaces: Iterable<string>,
+): Promise<Map<string, PodRecord>> {
+  const found = new Map<string, PodRecord>();
+  for (const namespace of [...new Set(namespaces)].sort()) {
+    const step = `read the pods of namespace ${namespace}`;
+    const result = await kubectl.step(step, ["get", "pods", "-n", namespace, "-o", "json"]);
+    for (const pod of parsePods(parseJson(step, result.stdout))) {
+      found.set(podKey(pod.namespace || namespace, pod.name), pod);
+    }
+  }
+  return found;
+}
+
+/** True when a controller Deployment of the overlay has a ready replica. */
+async function controllerRunning(kubectl: Kubectl, deployments: string): Promise<boolean> {
+  if (deployments === "") return false;
+  const result = await kubectl.raw("look for the controller", [
+    "get",
+    "--ignore-not-found",
+    "-o",
+    "json",
+    "-f",
+    "-",
+  ], { stdin: deployments });
+  if (result.code !== 0 || result.stdout.trim() === "") return false;
+  try {
+    return controllerReady(JSON.parse(result.stdout));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Removes {@link RESTORE_FINALIZER} from a PodAllocation left after the
+ * wait, so that deleting the CRD cannot hang on it. Retries once with the
+ * finalizers read again when the object changed in between.
+ */
+async function release(kubectl: Kubectl, allocation: AllocationRecord): Promise<boolean> {
+  const step = `release podallocation ${podKey(allocation.namespace, allocation.name)}`;
+  const patch = (body: string) =>
+    kubectl.raw(step, [
+      "patch",
+      CRD_NAME,
+      allocation.name,
+      "-n",
+      allocation.namespace,
+      "--type",
+      "json",
+      "-p",
+      body,
+    ]);
+  const first = releasePatch(allocation.finalizers);
+  if (first === null) return false;
+  const result = await patch(first);
+  if (result.code === 0) return true;
+  if (/\(NotFound\)/.test(result.stderr)) return false;
+  const again = await kubectl.step(step, [
+    "get",
+    CRD_NAME,
+    allocation.name,
+    "-n",
+    allocation.namespace,
+    "--ignore-not-found",
+    "-o",
+    "json",
+  ]);
+  if (again.stdout.trim() === "") return false;
+  const [fresh] = parseAllocations({ items: [parseJson(step, again.stdout)] });
+  const second = fresh === undefined ? null : releasePatch(fresh.finalizers);
+  if (second === null) return false;
+  const retried = await patch(second);
+  if (retried.code !== 0 && !/\(NotFound\)/.test(retried.stderr)) {
+    throw new StepFailed(
+      step,
+      `kubectl patch exited ${retried.code}:\n${retried.stderr.trim()}`,
+    );
+  }
+  return retried.code === 0;
+}
+
+/**
+ * Steps 2-4 of undeploy (the agent is gone): notes which pods MBCAS changed
+ * (their PodAllocation has a `status.baseline` and the pod, same UID, other
+ * CPU limits), deletes every PodAllocation, waits for a running controller to
+ * restore the pods and release them, then restores what is still changed
+ * itself through `pods/resize` and removes the finalizers left. Returns null
+ * when there is no PodAllocation CRD.
+ */
+async function restorePods(
+  kubectl: Kubectl,
+  timeoutSeconds: number,
+  controllerDeployments: string,
+): Promise<RestoreReport | null> {
+  const crd = await kubectl.step("look for the CRD", [
+    "get",
+    "crd",
+    CRD_NAME,
+    "--ignore-not-found",
+    "-o",
+    "name",
+  ]);
+  if (crd.stdout.trim() === "") {
+    log(`no crd/${CRD_NAME}: no PodAllocations, no CPU limits to restore`);
+    return null;
+  }
+  const report: RestoreReport = { byController: [], byUndeploy: [], failed: [] };
+  const allocations = await listAllocations(kubectl);
+  if (allocations.length === 0) {
+    log("no PodAllocations: no CPU limits to restore");
+    return report;
+  }
+  const recorded = allocations.filter((a) => a.baseline !== null);
+  const before = await readPods(kubectl, recorded.map((a) => a.namespace));
+  const changed = new Set(
+    recorded.map((a) => podKey(a.namespace, a.name)).filter((key, i) =>
+      restoreNeed(recorded[i], before.get(key)).state === "differs"
+    ),
+  );
+  log(
+    `${plural(allocations.length, "PodAllocation")}, ${recorded.length} with their pod's ` +
+      `declared CPU limits recorded (status.baseline); ${plural(changed.size, "pod")} of ` +
+      "those with other CPU limits now",
+  );
+
+  log(
+    "deleting every PodAllocation (the controller restores the pods it changed, " +
+      "then releases their PodAllocations)",
+  );
+  await kubectl.step(
+    "delete the PodAllocations",
+    ["delete", CRD_NAME, "--all", "--all-namespaces", "--wait=false"],
+    { echo: true },
+  );
+  if (await controllerRunning(kubectl, controllerDeployments)) {
+    log(`waiting up to ${timeoutSeconds} s for the controller to restore and release them`);
+    const waited = await kubectl.raw("wait for the PodAllocations", [
+      "wait",
+      "--for=delete",
+      CRD_NAME,
+      "--all",
+      "--all-namespaces",
+      `--timeout=${timeoutSeconds}s`,
+    ]);
+    if (waited.code !== 0) {
+      log(`some are still there after ${timeoutSeconds} s: undeploy restores those pods itself`);
+    }
+  } else if (recorded.length > 0) {
+    log("the controller is not running: undeploy restores the pods itself");
+  }
+
+  const left = await listAllocations(kubectl);
+  const after = await readPods(kubectl, recorded.map((a) => a.namespace));
+  for (const allocation of recorded) {
+    const key = podKey(allocation.namespace, allocation.name);
+    const need = restoreNeed(allocation, after.get(key));
+    if (need.state === "at-baseline" && changed.has(key)) {
+      log(`${key}: restored by the controller`);
+      report.byController.push(key);
+    }
+    if (need.state !== "differs") continue;
+    log(`restoring ${key}: ${describeChanges(need.changes)}`);
+    const result = await kubectl.raw(`restore pod ${key}`, [
+      "patch",
+      "pod",
+      allocation.name,
+      "-n",
+      allocation.namespace,
+      "--subresource",
+      "resize",
+      "--type",
+      "strategic",
+      "-p",
+      resizePatch(allocation.podUID, need.changes),
+    ]);
+    if (result.code === 0) {
+      report.byUndeploy.push(key);
+      continue;
+    }
+    const now = await readPods(kubectl, [allocation.namespace]);
+    if (restoreNeed(allocation, now.get(key)).state === "pod-gone") {
+      log(`${key}: the pod is gone (or was recreated): nothing to restore`);
+      continue;
+    }
+    const error = oneLine(result.stderr || result.stdout || `kubectl exited ${result.code}`);
+    log(`could not restore ${key}: ${error}`);
+    report.failed.push({ pod: key, error });
+  }
+
+  let released = 0;
+  for (const allocation of left) if (await release(kubectl, allocation)) released++;
+  if (released > 0) {
+    log(
+      `released ${plural(released, "PodAllocation")} (removed the ${RESTORE_FINALIZER} finalizer)`,
+    );
+  }
+  return report;
+}
+
+/**
+ * Removes MBCAS: the agent first (it would write PodAllocations again), then
+ * the PodAllocations once their pods have the declared CPU limits back (see
+ * {@link restorePods}), the demo, the overlay and the CRD last. A pod whose
+ * restore failed makes it return 1 once everything else is removed.
+ */
 async function undeploy(options: DeployOptions): Promise<number> {
   const { kubectl, context, versionJson } = await connect(options);
   log(`server ${parseServerVersion(versionJson)!.gitVersion}`);
   const remove = ["delete", "--ignore-not-found", "--wait", `--timeout=${options.timeoutSeconds}s`];
   let deleted = 0;
+
+  const overlay = resolve(Deno.cwd(), options.overlay);
+  log(`rendering the overlay ${shown(overlay)}`);
+  const rendered = await kubectl.step("render the overlay", ["kustomize", overlay]);
+  const { yaml, kept, crds } = dropCustomResourceDefinitions(rendered.stdout);
+  const ofKind = (kind: string) =>
+    kept.filter((o) => o.kind === kind).map((o) => o.yaml).join("---\n");
+
+  const agents = kept.filter((o) => o.kind === "DaemonSet");
+  if (agents.length === 0) {
+    log("the overlay has no agent DaemonSet");
+  } else {
+    log(
+      `deleting the agent first (${
+        agents.map((o) => `daemonset/${o.name}`).join(", ")
+      }), so that nothing writes PodAllocations any more`,
+    );
+    const result = await kubectl.step(
+      "delete the agent",
+      [...remove, "--cascade=foreground", "-f", "-"],
+      { stdin: ofKind("DaemonSet"), echo: true },
+    );
+    deleted += countDeleted(result.stdout);
+  }
+
+  const report = await restorePods(kubectl, options.timeoutSeconds, ofKind("Deployment"));
 
   if (exists(DEMO_DIR, "directory")) {
     log(`deleting the demo (${shown(DEMO_DIR)})`);
@@ -362,10 +639,6 @@ async function undeploy(options: DeployOptions): Promise<number> {
     log(`no ${shown(DEMO_DIR)}: no demo to delete`);
   }
 
-  const overlay = resolve(Deno.cwd(), options.overlay);
-  log(`rendering the overlay ${shown(overlay)}`);
-  const rendered = await kubectl.step("render the overlay", ["kustomize", overlay]);
-  const { yaml, kept, crds } = dropCustomResourceDefinitions(rendered.stdout);
   if (kept.length === 0) {
     log("the overlay has nothing besides the CRD");
   } else {
@@ -386,12 +659,15 @@ async function undeploy(options: DeployOptions): Promise<number> {
   );
   deleted += countDeleted(result.stdout);
 
+  if (report !== null) { for (const line of restoreSummary(report)) log(line); }
   log(
     deleted === 0
       ? `nothing was left to remove in context "${context}": MBCAS is not deployed there`
       : `undeployed from context "${context}": ${deleted} objects deleted`,
   );
-  return 0;
+  const failure = report === null ? [] : restoreFailure(report);
+  for (const line of failure) console.error(`deploy: ${line}`);
+  return failure.length === 0 ? 0 : 1;
 }
 
 async function main(args: string[]): Promise<number> {

@@ -814,12 +814,21 @@ requireOrSkip(
         const result = await deployScript(["--kubeconfig", kubeconfig, "--undeploy"]);
         assert.equal(result.code, 0, result.stdout + result.stderr);
         const lines = result.stdout.split("\n");
+        const agent = lines.findIndex((l) =>
+          l.startsWith("deploy: deleting the agent first (daemonset/mbcas-agent)")
+        );
+        const restore = lines.indexOf("deploy: no PodAllocations: no CPU limits to restore");
         const demo = lines.findIndex((l) => l.startsWith("deploy: deleting the demo"));
         const overlay = lines.findIndex((l) =>
           /^deploy: deleting the overlay's \d+ objects/.test(l)
         );
         const crd = lines.findIndex((l) => l.startsWith("deploy: deleting the CRD last"));
+        assert.ok(agent >= 0 && agent < restore && restore < demo, result.stdout);
         assert.ok(demo >= 0 && demo < overlay && overlay < crd, result.stdout);
+        assert.match(
+          result.stdout,
+          /^deploy: restored the declared CPU limits of 0 pods: 0 by the controller, 0 by undeploy; 0 could not be restored$/m,
+        );
         const deletedLines = lines.filter((l) => /" deleted/.test(l));
         assert.ok(deletedLines.length >= objects.length, result.stdout);
         assert.match(
@@ -857,6 +866,11 @@ requireOrSkip(
         const result = await deployScript(["--kubeconfig", kubeconfig, "--undeploy"]);
         assert.equal(result.code, 0, result.stdout + result.stderr);
         assert.match(result.stdout, /deploy: nothing was left to remove in context "admin"/);
+        assert.match(
+          result.stdout,
+          /^deploy: no crd\/podallocations\.allocation\.mbcas\.io: no PodAllocations, no CPU limits to restore$/m,
+        );
+        assert.doesNotMatch(result.stdout, /restored the declared CPU limits/);
       });
     } finally {
       await testbed.stop();
