@@ -59,6 +59,7 @@ export function podState(
   const allocatable = millis(node?.status?.allocatable?.cpu);
   return {
     uid: pod.metadata?.uid ?? "",
+    nodeName: pod.spec?.nodeName ?? null,
     phase: pod.status?.phase ?? "Unknown",
     ineligible: podIneligibility(pod, namespace),
     kubeletSupportsResize: node === undefined
@@ -89,6 +90,7 @@ export function podState(
 export function desiredAllocation(pa: PodAllocation): DesiredAllocation {
   return {
     podUID: pa.spec.podUID,
+    nodeName: pa.spec.nodeName,
     containers: pa.spec.containers.map((c) => ({
       name: c.name,
       cpuLimitMillicores: parseMillicores(c.cpuLimit)!,

@@ -110,6 +110,8 @@ export interface ResizeCondition {
 export interface PodState {
   /** Pod UID. */
   uid: string;
+  /** `spec.nodeName`; null while unscheduled. */
+  nodeName: string | null;
   /** `status.phase`. */
   phase: string;
   /** Why MBCAS does not manage the pod (src/managed `podIneligibility`); null when it does. */
@@ -134,6 +136,8 @@ export interface PodState {
 export interface DesiredAllocation {
   /** The pod UID it was computed for. */
   podUID: string;
+  /** The node whose market computed it (`spec.nodeName`). */
+  nodeName: string;
   /** Desired CPU limit per container; `measured: false` when the agent had no fresh signal (keep the limit). */
   containers: { name: string; cpuLimitMillicores: number; measured?: boolean }[];
 }
@@ -280,6 +284,13 @@ export function decide(
     return skip(
       "PodUIDMismatch",
       `allocation is for pod UID ${desired.podUID}, the live pod is ${pod.uid} (recreated); ignored until the agent updates it`,
+    );
+  }
+  if (pod.nodeName !== null && pod.nodeName !== desired.nodeName) {
+    // Defence in depth: an agent may only allocate the CPU of its own node.
+    return skip(
+      "NodeMismatch",
+      `allocation was computed on node ${desired.nodeName}, the pod runs on ${pod.nodeName}; ignored`,
     );
   }
   let restore: { reason: string; message: string } | null = context.restore ?? null;

@@ -32,6 +32,7 @@ function container(over: Partial<ContainerState> = {}): ContainerState {
 function pod(over: Partial<PodState> = {}, containers = [container()]): PodState {
   return {
     uid: UID,
+    nodeName: "node-a",
     phase: "Running",
     ineligible: null,
     kubeletSupportsResize: true,
@@ -47,6 +48,7 @@ function pod(over: Partial<PodState> = {}, containers = [container()]): PodState
 
 const want = (cpuLimitMillicores: number, name = "app"): DesiredAllocation => ({
   podUID: UID,
+  nodeName: "node-a",
   containers: [{ name, cpuLimitMillicores }],
 });
 const cond = (d: ReturnType<typeof decide>, type: string) =>
@@ -160,6 +162,7 @@ Deno.test("policy: pods MBCAS does not manage, recreated pods and old kubelets a
       [ineligible("NotOptedIn"), "NotOptedIn", {}],
       [{ uid: "11111111-2222-4333-8444-555555555555" }, "PodUIDMismatch", seen()],
       [{ kubeletSupportsResize: false }, "KubeletTooOld", seen()],
+      [{ nodeName: "node-b" }, "NodeMismatch", seen()],
     ] as [Partial<PodState>, string, { baseline?: BaselineLimits }][]
   ) {
     const d = decide(NOW, want(900), pod(over), emptyMemory(null), DEFAULT_POLICY, context);
@@ -185,6 +188,7 @@ Deno.test("policy: containers MBCAS may not resize are skipped, the others of th
     NOW,
     {
       podUID: UID,
+      nodeName: "node-a",
       containers: [{ name: "app", cpuLimitMillicores: 900 }, {
         name: "b",
         cpuLimitMillicores: 900,
@@ -372,6 +376,7 @@ Deno.test("policy property: a patch is never below a request, above the caps, or
         );
         const desired: DesiredAllocation = {
           podUID: UID,
+          nodeName: "node-a",
           containers: specs.map((s, i) => ({ name: `c${i}`, cpuLimitMillicores: s.target })),
         };
         const config = { ...DEFAULT_POLICY, maxLimitMillicores: maxLimit };
@@ -509,7 +514,11 @@ Deno.test("policy: the min-cpu-limit rule bounds decreases from the declared lim
 Deno.test("policy: no measurement, no resize; one container not running does not park the others", () => {
   const unmeasured = decide(
     NOW,
-    { podUID: UID, containers: [{ name: "app", cpuLimitMillicores: 300, measured: false }] },
+    {
+      podUID: UID,
+      nodeName: "node-a",
+      containers: [{ name: "app", cpuLimitMillicores: 300, measured: false }],
+    },
     pod(),
     emptyMemory(null),
     DEFAULT_POLICY,
@@ -521,6 +530,7 @@ Deno.test("policy: no measurement, no resize; one container not running does not
     NOW,
     {
       podUID: UID,
+      nodeName: "node-a",
       containers: [{ name: "app", cpuLimitMillicores: 900 }, {
         name: "crash",
         cpuLimitMillicores: 900,

@@ -316,6 +316,30 @@ requireOrSkip(
         );
       });
 
+      await t.step(
+        "an allocation computed on another node is refused (defence in depth)",
+        async () => {
+          const uid = await createPod(
+            burstablePod(NS, "elsewhere", "node-a", [{
+              name: "app",
+              cpuRequest: "100m",
+              cpuLimit: "1",
+            }]),
+          );
+          const body = allocation("elsewhere", uid, "2");
+          body.spec.nodeName = "node-b";
+          await createPa(body);
+          await eventually("refused", async () => {
+            const skipped = (await pa("elsewhere")).status?.conditions?.find((c: any) =>
+              c.type === "Skipped"
+            );
+            return skipped?.reason === "NodeMismatch" &&
+              /computed on node node-b, the pod runs on node-a/.test(skipped.message);
+          });
+          await stays("elsewhere", "1", 1000);
+        },
+      );
+
       await t.step("a node whose kubelet is older than 1.33 is left alone", async () => {
         const uid = await createPod(
           burstablePod(NS, "old", "node-a", [{ name: "app", cpuRequest: "100m", cpuLimit: "1" }]),

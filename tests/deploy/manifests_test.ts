@@ -400,6 +400,14 @@ requireOrSkip(
         );
         assert.equal(agent.spec?.updateStrategy?.rollingUpdate?.maxUnavailable, 1);
         assert.deepEqual(agent.spec?.template.spec?.tolerations, [{ operator: "Exists" }]);
+        // Linux nodes only: the agent reads cgroups, which Windows nodes do not have.
+        assert.deepEqual(agent.spec?.template.spec?.nodeSelector, { "kubernetes.io/os": "linux" });
+        // The heartbeat Lease lives in the agent's own namespace.
+        assert.deepEqual(
+          agent.spec?.template.spec?.containers[0].env?.find((e) => e.name === "POD_NAMESPACE")
+            ?.valueFrom,
+          { fieldRef: { fieldPath: "metadata.namespace" } },
+        );
         const ns = find(base, "Namespace", SYSTEM);
         // hostPath keeps the agent out of baseline/restricted: enforce privileged, warn and audit the truth.
         assert.equal(ns.metadata.labels?.[`${PSA}/enforce`], "privileged");
