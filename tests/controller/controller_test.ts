@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from "../../src/api/mod.ts";
 import { DEFAULT_POLICY, MANAGED_LABEL, ResizeController } from "../../src/controller/mod.ts";
+import { MERGE_PATCH } from "../../src/k8s/mod.ts";
 import { startCluster } from "../_support/cluster.ts";
 import { requireOrSkip, testbedMissing } from "../_support/requirements.ts";
 import { burstablePod, eventually, guaranteedPod, kubeConfig } from "../k8s/_helpers.ts";
@@ -26,6 +27,11 @@ function allocation(namespace: string, name: string, uid: string, cpuLimit: stri
     },
   };
 }
+
+/** The first backoff after Infeasible in this test: short, so that "never retried" can outlast it. */
+const INFEASIBLE_BACKOFF_MS = 1000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 requireOrSkip(
   "controller: resizes opted-in Burstable pods through pods/resize and reports why it holds back",
@@ -74,10 +80,27 @@ requireOrSkip(
         plural: PLURAL,
         body: allocation(ns, name, uid, limit),
       });
+    const setPaLimit = (ns: string, name: string, limit: string) =>
+      custom.patchNamespacedCustomObject(
+        {
+          group: GROUP,
+          version: VERSION,
+          namespace: ns,
+          plural: PLURAL,
+          name,
+          body: { spec: { containers: [{ name: "app", cpuLimit: limit }] } },
+        },
+        MERGE_PATCH,
+      );
     try {
       // The controller runs with its own least-privilege identity.
       controller = new ResizeController(kubeConfig(testbed.identities.controller.kubeconfig), {
-        policy: DEFAULT_POLICY,
+        policy: {
+          ...DEFAULT_POLICY,
+          // A decrease (the clamped limit below) may wait a cooldown after the pod is first seen.
+          cooldownMs: 2000,
+          infeasibleBackoffMs: { initial: INFEASIBLE_BACKOFF_MS, max: 8 * INFEASIBLE_BACKOFF_MS },
+        },
         dryRun: false,
         rateLimit: { global: { perSecond: 50, burst: 50 }, perNode: { perSecond: 20, burst: 20 } },
       });
@@ -145,6 +168,7 @@ requireOrSkip(
       await t.step(
         "a desired limit below the request is clamped to it (and kept off Guaranteed) and reported",
         async () => {
+          const rejectedBefore = controller!.stats.resizes.rejected;
           const uid = await createPod("shop", "tight", "250m", "300m");
           await createPa("shop", "tight", uid, "100m");
           await eventually(
@@ -156,28 +180,92 @@ requireOrSkip(
           );
           assert.ok(controller!.stats.reasons.ClampedToRequest >= 1);
           assert.ok(controller!.stats.reasons.QoSGuard >= 1);
+          // Reported: the allocation shows the limit the kubelet applied.
+          await eventually("applied limit reported", async () => {
+            const s = await paStatus("shop", "tight");
+            return s?.state === "Applied" && s.containers?.[0]?.cpuLimit === "251m";
+          });
+          // Kept off Guaranteed by the controller itself: one patch, to request + 1m, and
+          // never a Guaranteed-shaped one (requests equal to limits for every resource),
+          // which the API server would refuse with 422. (qosClass is immutable: it
+          // cannot tell.)
+          await sleep(1000);
           const pod = await core.readNamespacedPod({ name: "tight", namespace: "shop" });
-          assert.equal(pod.status?.qosClass, "Burstable");
+          assert.equal(pod.metadata?.generation, 2, "one patch");
+          const resources = pod.spec!.containers[0].resources!;
+          assert.deepEqual(resources.requests, { cpu: "250m", memory: "64Mi" });
+          assert.deepEqual(resources.limits, { cpu: "251m", memory: "64Mi" });
+          assert.equal(controller!.stats.resizes.rejected, rejectedBefore, "no patch refused");
         },
       );
 
-      await t.step("Infeasible is recorded and not retried with the same value", async () => {
-        const uid = await createPod("shop", "big", "250m", "500m");
-        simulator.setResizeResponse("shop", "big", "infeasible");
-        await createPa("shop", "big", uid, "3");
-        const s = await eventually("Infeasible recorded", async () => {
-          const st = await paStatus("shop", "big");
-          return st?.state === "Failed" ? st : undefined;
-        });
-        assert.equal(
-          s.conditions.find((c: { type: string }) => c.type === "ResizePending").reason,
-          "Infeasible",
-        );
-        await new Promise((r) => setTimeout(r, 1500));
-        const pod = await core.readNamespacedPod({ name: "big", namespace: "shop" });
-        assert.equal(pod.metadata?.generation, 2, "one patch, no retry of the same value");
-        assert.deepEqual(simulator.answered.get("shop/big"), ["infeasible"]);
-      });
+      await t.step(
+        "Infeasible: the same value is never retried, a different one only after the backoff",
+        async () => {
+          const read = () => core.readNamespacedPod({ name: "big", namespace: "shop" });
+          const uid = await createPod("shop", "big", "250m", "500m");
+          simulator.setResizeResponse("shop", "big", "infeasible");
+          await createPa("shop", "big", uid, "3");
+          const s = await eventually("Infeasible recorded", async () => {
+            const st = await paStatus("shop", "big");
+            return st?.state === "Failed" ? st : undefined;
+          });
+          assert.equal(
+            s.conditions.find((c: { type: string }) => c.type === "ResizePending").reason,
+            "Infeasible",
+          );
+          // The same value, wanted all along, is not patched again for four first backoffs
+          // (and past the second one, twice as long).
+          const until = Date.now() + 4 * INFEASIBLE_BACKOFF_MS;
+          while (Date.now() < until) {
+            const pod = await read();
+            assert.equal(pod.metadata?.generation, 2, "one patch, no retry of the same value");
+            assert.equal(pod.spec?.containers[0].resources?.limits?.cpu, "3");
+            await sleep(200);
+          }
+          assert.deepEqual(simulator.answered.get("shop/big"), ["infeasible"]);
+          assert.ok(controller!.stats.reasons.KnownInfeasible >= 1, "held as known infeasible");
+
+          // A different value is tried once the backoff is over (long since, here)…
+          await setPaLimit("shop", "big", "2");
+          await eventually("the different value patched", async () => {
+            const pod = await read();
+            return pod.metadata?.generation === 3 &&
+              pod.spec?.containers[0].resources?.limits?.cpu === "2";
+          });
+          const second = await eventually(
+            "second Infeasible",
+            () => simulator.history.get("shop/big")?.[1],
+          );
+          assert.equal(second.generation, 3);
+          // …but never before the backoff after an Infeasible has run out: the second
+          // Infeasible backs off twice as long, counted from when the controller saw it,
+          // which is after the simulated kubelet wrote it.
+          await setPaLimit("shop", "big", "1500m");
+          const earliest = second.atMs + 2 * INFEASIBLE_BACKOFF_MS;
+          while (Date.now() < earliest - 100) {
+            const pod = await read();
+            if (Date.now() < earliest) {
+              assert.equal(pod.metadata?.generation, 3, "patched during the backoff");
+            }
+            await sleep(100);
+          }
+          await eventually("a third value after the backoff", async () => {
+            const pod = await read();
+            return pod.metadata?.generation === 4 &&
+              pod.spec?.containers[0].resources?.limits?.cpu === "1500m";
+          });
+          await eventually(
+            "third Infeasible",
+            () => simulator.history.get("shop/big")?.length === 3,
+          );
+          assert.deepEqual(
+            simulator.history.get("shop/big")!.map((a) => [a.generation, a.response]),
+            [[2, "infeasible"], [3, "infeasible"], [4, "infeasible"]],
+            "each value tried once",
+          );
+        },
+      );
     } finally {
       await controller?.stop();
       await cluster.stop();
