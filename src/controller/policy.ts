@@ -181,6 +181,12 @@ export interface PodMemory {
   } | null;
   /** Resize errors: how often, for which generation, and until when to wait. */
   errors: { generation: number; attempts: number; untilMs: number } | null;
+  /**
+   * The pod (UID) and generation this controller's last patch produced; until
+   * the pod cache shows that generation of that pod, the cache is behind this
+   * controller's own write and the pod must not be judged from it.
+   */
+  awaiting?: { uid: string; generation: number } | null;
 }
 
 /** An empty memory. */
@@ -658,7 +664,27 @@ function firstSkipReason(reasons: string[]): string {
   ) ?? "Skipped";
 }
 
-/** Records a successful `pods/resize` patch in the memory. */
-export function recordPatch(memory: PodMemory, nowMs: number): PodMemory {
-  return { ...memory, lastResizeAtMs: nowMs, patchedAtMs: nowMs };
+/**
+ * Records a successful `pods/resize` patch in the memory, with the pod
+ * generation the API server gave it (when known).
+ */
+export function recordPatch(
+  memory: PodMemory,
+  nowMs: number,
+  awaiting: { uid: string; generation: number } | null = null,
+): PodMemory {
+  return { ...memory, lastResizeAtMs: nowMs, patchedAtMs: nowMs, awaiting };
+}
+
+/**
+ * Whether the pod cache is behind this controller's own last patch (it shows
+ * an older generation than the patch produced): the pod must not be judged
+ * from it, or the same resize would be sent twice.
+ */
+export function cacheBehind(
+  memory: PodMemory,
+  pod: { uid: string; generation: number },
+): boolean {
+  const awaited = memory.awaiting ?? null;
+  return awaited !== null && awaited.uid === pod.uid && pod.generation < awaited.generation;
 }

@@ -35,6 +35,7 @@ import {
   statusFor,
 } from "./observe.ts";
 import {
+  cacheBehind,
   decide,
   type Decision,
   type PodMemory,
@@ -509,6 +510,18 @@ export class ResizeController {
       ? undefined
       : podState(pod, this.#namespaces.get(namespace), node);
     const memory = this.#memory.get(key) ?? memoryFromStatus(pa.status);
+    if (
+      pod !== undefined &&
+      cacheBehind(memory, {
+        uid: pod.metadata?.uid ?? "",
+        generation: pod.metadata?.generation ?? 0,
+      })
+    ) {
+      // Our own resize is not in the pod cache yet: judge the pod once it is.
+      this.#count("CacheBehind");
+      this.#schedule(key, 500);
+      return;
+    }
     const restore: RestoreIntent | null = deletedAt
       ? { reason: "Deleted", message: "the PodAllocation is being deleted" }
       : this.#staleness(pa, now);
@@ -585,13 +598,18 @@ export class ResizeController {
         }
         if (!this.#mayWrite()) return;
         try {
-          await patchPodResize(this.#core, namespace, name, patch);
+          const patched = await patchPodResize(this.#core, namespace, name, patch);
           this.stats.resizes.accepted++;
           this.#metrics.resizes.inc({ result: "accepted" });
           if (queuedAt !== undefined) {
             this.#metrics.resizeLatency.observe((performance.now() - queuedAt) / 1000);
           }
-          nextMemory = recordPatch(nextMemory, now);
+          const generation = patched.metadata?.generation;
+          nextMemory = recordPatch(
+            nextMemory,
+            now,
+            generation === undefined ? null : { uid: patched.metadata?.uid ?? "", generation },
+          );
           resizedAt = new Date(now);
           this.#log("info", decision.restoring ? "restored declared limits" : "resized", {
             ...fields,

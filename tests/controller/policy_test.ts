@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
   type BaselineLimits,
+  cacheBehind,
   type ContainerState,
   decide,
   DEFAULT_POLICY,
@@ -604,4 +605,13 @@ Deno.test("policy: an Infeasible value is remembered through status, so a restar
   assert.ok(same.reasons.includes("KnownInfeasible"));
   const during = decide(NOW + 1000, want(3000), infeasiblePod, rebuilt, DEFAULT_POLICY, seen());
   assert.equal(during.patch, null, "the backoff survives too");
+});
+
+Deno.test("policy: the pod cache is behind until it shows the generation of our own patch, for that pod", () => {
+  const memory = recordPatch(emptyMemory(null), NOW, { uid: UID, generation: 3 });
+  assert.equal(cacheBehind(memory, { uid: UID, generation: 2 }), true);
+  assert.equal(cacheBehind(memory, { uid: UID, generation: 3 }), false);
+  assert.equal(cacheBehind(memory, { uid: UID, generation: 4 }), false);
+  assert.equal(cacheBehind(memory, { uid: "another", generation: 1 }), false, "a recreated pod");
+  assert.equal(cacheBehind(emptyMemory(null), { uid: UID, generation: 1 }), false);
 });
