@@ -287,7 +287,10 @@ export class ResizeController {
     return this.#informers.every((i) => i.hasSynced);
   }
 
-  /** Starts the informers and the work queue; resolves once the caches are synced. */
+  /**
+   * Starts the informers and the work queue; resolves once the caches are
+   * synced. No PodAllocation is reconciled before every cache is synced.
+   */
   async start(): Promise<void> {
     this.#running = true;
     this.#allocations.subscribe((e) => this.#enqueue(keyOf(e.object), e.type !== "resync"));
@@ -322,6 +325,7 @@ export class ResizeController {
     this.#allocations.start();
     await Promise.all(this.#informers.map((i) => i.synced()));
     beat();
+    this.#spawnWorkers(); // what was queued while the caches filled
   }
 
   /** Stops everything. */
@@ -389,6 +393,9 @@ export class ResizeController {
 
   /** Starts workers up to the configured concurrency while there is work. */
   #spawnWorkers(): void {
+    // Nothing is judged from partial caches: a pod whose namespace is not listed yet
+    // would look opted out (and be restored), one not listed yet would look gone.
+    if (!this.synced) return;
     const limit = this.#options.workers ?? 32;
     while (this.#workers.size < limit && this.#workers.size < this.#queued) {
       const worker: Promise<void> = this.#work().finally(() => {
