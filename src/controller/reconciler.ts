@@ -714,7 +714,7 @@ export class ResizeController {
     );
   }
 
-  /** Removes the restore finalizer, with an event saying why. */
+  /** Removes the restore finalizer, with a log line saying why. */
   async #releaseFinalizer(raw: PlainPodAllocation, why: string): Promise<void> {
     if (!this.#mayWrite()) return;
     const namespace = raw.metadata!.namespace!;
