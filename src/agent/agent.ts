@@ -39,7 +39,6 @@ import {
   podIneligibility,
 } from "../managed/mod.ts";
 import { TokenBucket } from "../controller/rate_limit.ts";
-import { microTime } from "../controller/leader.ts";
 import type { ProgressTracker } from "../serve/mod.ts";
 import {
   errorMessage,
@@ -47,6 +46,7 @@ import {
   kubeSource,
   makeApiClient,
   MERGE_PATCH,
+  microTime,
   plainList,
   statusCode,
 } from "../k8s/mod.ts";

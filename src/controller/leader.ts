@@ -14,7 +14,7 @@
  * @module
  */
 import * as k8s from "@kubernetes/client-node";
-import { makeApiClient, MERGE_PATCH, statusCode } from "../k8s/mod.ts";
+import { makeApiClient, MERGE_PATCH, microTime, statusCode } from "../k8s/mod.ts";
 import type { ProgressTracker } from "../serve/mod.ts";
 
 /** The Lease calls the elector makes (a `CoordinationV1Api`; injectable for tests). */
@@ -314,9 +314,4 @@ export class LeaderElector {
     }
     this.#onChange(leading);
   }
-}
-
-/** A Kubernetes MicroTime: RFC 3339 with exactly six fractional digits. */
-export function microTime(date: Date): string {
-  return date.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
 }

@@ -25,7 +25,7 @@ export type {
   WatchStream,
 } from "./informer.ts";
 export { retryOnConflict } from "./retry.ts";
-export { MERGE_PATCH, plainList, toPlain } from "./plain.ts";
+export { MERGE_PATCH, microTime, plainList, toPlain } from "./plain.ts";
 export {
   DEFAULT_REQUEST_TIMEOUT_MS,
   httpClientFor,

@@ -31,3 +31,11 @@ export function plainList<T>(
     return { items: list.items, resourceVersion: list.metadata?.resourceVersion ?? "" };
   };
 }
+
+/**
+ * A Kubernetes MicroTime (Lease `renewTime`, `acquireTime`): RFC 3339 with
+ * exactly six fractional digits, as the API server requires.
+ */
+export function microTime(date: Date): string {
+  return date.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
+}
