@@ -696,6 +696,25 @@ export class ResizeController {
   /** Adds the restore finalizer (optimistic concurrency: a conflict retries the reconcile). */
   async #addFinalizer(raw: PlainPodAllocation): Promise<void> {
     if (!this.#mayWrite()) throw new Error("not the leader any more");
+    await this.#patchFinalizers(raw, [...(raw.metadata?.finalizers ?? []), RESTORE_FINALIZER]);
+  }
+
+  /** Removes the restore finalizer, with a log line saying why. */
+  async #releaseFinalizer(raw: PlainPodAllocation, why: string): Promise<void> {
+    if (!this.#mayWrite()) return;
+    try {
+      await this.#patchFinalizers(
+        raw,
+        (raw.metadata?.finalizers ?? []).filter((f) => f !== RESTORE_FINALIZER),
+      );
+      this.#log("info", "released a deleted PodAllocation", { podAllocation: keyOf(raw), why });
+    } catch (error) {
+      if (statusCode(error) !== 404) throw error;
+    }
+  }
+
+  /** Sets a PodAllocation's finalizers, at the resourceVersion they were read at. */
+  async #patchFinalizers(raw: PlainPodAllocation, finalizers: string[]): Promise<void> {
     await this.#custom.patchNamespacedCustomObject(
       {
         group: GROUP,
@@ -703,46 +722,10 @@ export class ResizeController {
         namespace: raw.metadata!.namespace!,
         plural: PLURAL,
         name: raw.metadata!.name!,
-        body: {
-          metadata: {
-            resourceVersion: raw.metadata?.resourceVersion,
-            finalizers: [...(raw.metadata?.finalizers ?? []), RESTORE_FINALIZER],
-          },
-        },
+        body: { metadata: { resourceVersion: raw.metadata?.resourceVersion, finalizers } },
       },
       MERGE_PATCH,
     );
-  }
-
-  /** Removes the restore finalizer, with a log line saying why. */
-  async #releaseFinalizer(raw: PlainPodAllocation, why: string): Promise<void> {
-    if (!this.#mayWrite()) return;
-    const namespace = raw.metadata!.namespace!;
-    const name = raw.metadata!.name!;
-    try {
-      await this.#custom.patchNamespacedCustomObject(
-        {
-          group: GROUP,
-          version: VERSION,
-          namespace,
-          plural: PLURAL,
-          name,
-          body: {
-            metadata: {
-              resourceVersion: raw.metadata?.resourceVersion,
-              finalizers: (raw.metadata?.finalizers ?? []).filter((f) => f !== RESTORE_FINALIZER),
-            },
-          },
-        },
-        MERGE_PATCH,
-      );
-      this.#log("info", "released a deleted PodAllocation", {
-        podAllocation: `${namespace}/${name}`,
-        why,
-      });
-    } catch (error) {
-      if (statusCode(error) !== 404) throw error;
-    }
   }
 
   async #writeStatus(
