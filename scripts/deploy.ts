@@ -318,11 +318,18 @@ async function deploy(options: DeployOptions): Promise<number> {
   log(`applying the CRD (${shown(CRD_DIR)})`);
   await kubectl.step("apply the CRD", [...apply, "-k", CRD_DIR], { echo: true });
   log(`waiting for crd/${CRD_NAME} to be Established`);
-  await kubectl.step(
-    "wait for the CRD",
-    ["wait", "--for=condition=Established", `crd/${CRD_NAME}`, timeout],
-    { echo: true },
-  );
+  // A CRD created a moment ago may have no status yet, and `kubectl wait`
+  // then fails at once ("accessor error: <nil>") instead of waiting: retry that.
+  for (let attempt = 1;; attempt++) {
+    const wait = ["wait", "--for=condition=Established", `crd/${CRD_NAME}`, timeout];
+    const result = await kubectl.raw("wait for the CRD", wait, { echo: true });
+    if (result.code === 0) break;
+    if (attempt >= 10 || !/accessor error/.test(result.stderr)) {
+      await kubectl.step("wait for the CRD", wait, { echo: true });
+      break;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
 
   const overlay = resolve(Deno.cwd(), options.overlay);
   log(`applying the overlay ${shown(overlay)}`);

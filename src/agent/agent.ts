@@ -28,6 +28,7 @@ import {
   type CpuSample,
   detectLayout,
   discover,
+  readCpuUsageNanos,
 } from "../cgroup/mod.ts";
 import {
   containerIneligibility,
@@ -37,6 +38,7 @@ import {
   minLimitRule,
   otherCpuUsers,
   podIneligibility,
+  tierOf,
 } from "../managed/mod.ts";
 import { TokenBucket } from "../controller/rate_limit.ts";
 import type { ProgressTracker } from "../serve/mod.ts";
@@ -50,7 +52,7 @@ import {
   plainList,
   statusCode,
 } from "../k8s/mod.ts";
-import { type Clearing, clearMarket } from "../solver/mod.ts";
+import { settleMarket, type Settlement } from "../solver/mod.ts";
 import { Counter, Gauge, Histogram, Registry } from "../metrics/mod.ts";
 import {
   type BidConfig,
@@ -78,6 +80,11 @@ export interface AgentOptions {
   marketIntervalMs?: number;
   /** Throttled ratio that triggers an immediate market clearing (default 0.5). */
   heavyThrottleRatio?: number;
+  /**
+   * How long a protected container's need must stay lower before the CPU it
+   * no longer uses goes to the elastic pods (default 5 s); a rise counts at once.
+   */
+  elasticReleaseMs?: number;
   /** Demand estimator tuning. */
   estimator?: EstimatorConfig;
   /** Bid tuning. */
@@ -111,7 +118,9 @@ export class AgentMetrics {
   readonly throttledRatio: Gauge;
   readonly demand: Gauge;
   readonly allocation: Gauge;
+  readonly guarantee: Gauge;
   readonly price: Gauge;
+  readonly elasticBudget: Gauge;
   readonly clearingSeconds: Histogram;
   readonly writes: Counter;
   readonly samplingErrors: Counter;
@@ -136,7 +145,19 @@ export class AgentMetrics {
     this.allocation = registry.add(
       new Gauge(
         "mbcas_agent_container_allocation_millicores",
-        "CPU the market allocated, per container",
+        "CPU limit the market set, per container",
+      ),
+    );
+    this.guarantee = registry.add(
+      new Gauge(
+        "mbcas_agent_container_guarantee_millicores",
+        "CPU the market guarantees under contention, per container",
+      ),
+    );
+    this.elasticBudget = registry.add(
+      new Gauge(
+        "mbcas_agent_node_elastic_budget_millicores",
+        "CPU the node's elastic pods may run on together",
       ),
     );
     this.price = registry.add(
@@ -178,6 +199,8 @@ interface ContainerTrack {
   throttledRatio: number;
   /** Recent usage samples, newest last (at most {@link USAGE_WINDOW}). */
   usageWindow: number[];
+  /** Measured needs (usage + throttled time) of the last samples, newest last. */
+  needWindow: number[];
   /** When the last good signal was computed (wall clock, ms); null before the first. */
   signalAtMs: number | null;
   /** An "unreadable" sampling error was logged for this container. */
@@ -210,8 +233,8 @@ export class NodeAgent {
     deletes: 0,
     heldByHysteresis: 0,
   };
-  /** The last clearing, for `explain` and metrics. */
-  lastClearing: { at: number; clearing: Clearing; views: PodView[] } | null = null;
+  /** The last settlement of the market, for tests and metrics. */
+  lastClearing: { at: number; clearing: Settlement; views: PodView[] } | null = null;
   readonly #o:
     & Required<Omit<AgentOptions, "log" | "now" | "metrics" | "progress">>
     & Pick<AgentOptions, "log" | "progress">;
@@ -227,11 +250,22 @@ export class NodeAgent {
   #layout: CgroupLayout | null = null;
   #sampler: CgroupSampler | null = null;
   #paths = new Map<string, string>(); // bare container id -> cgroup path
+  #kubepodsRoots: string[] = [];
+  /** The last reading of the machine's and the pods' CPU time, for the system's usage. */
+  #machine: { atMs: number; rootNs: number; podsNs: number } | null = null;
+  /** CPU used outside every pod over the last samples, millicores, newest last. */
+  #systemWindow: number[] = [];
   #discoveredAt = 0;
   #timers: ReturnType<typeof setInterval>[] = [];
   #clearing: Promise<void> | null = null;
   readonly #coordination: k8s.CoordinationV1Api;
   #heartbeatAt = Number.NEGATIVE_INFINITY;
+  /**
+   * The protected containers' tracks at the last clearing, the sum of their
+   * live needs then, and the rise that clears the market at once; null when
+   * no elastic pod bid (nothing to lower).
+   */
+  #protectedAtClearing: { tracks: ContainerTrack[]; need: number; threshold: number } | null = null;
 
   /** Creates the agent; call {@link NodeAgent.start}. */
   constructor(kc: k8s.KubeConfig, options: AgentOptions) {
@@ -239,6 +273,7 @@ export class NodeAgent {
       samplingIntervalMs: 1000,
       marketIntervalMs: 5000,
       heavyThrottleRatio: 0.5,
+      elasticReleaseMs: 5000,
       estimator: DEFAULT_ESTIMATOR,
       bids: { maxPerContainerMillicores: null, reserveMillicores: 0 },
       publish: { minChangeFraction: 0.05, minChangeMillicores: 20, writesPerSecond: 5, burst: 20 },
@@ -368,13 +403,18 @@ export class NodeAgent {
           track.signalAtMs = now;
           track.usageWindow.push(s.usageMillicores);
           if (track.usageWindow.length > USAGE_WINDOW) track.usageWindow.shift();
-          track.demand = updateDemand(track.demand, {
+          const observation = {
             atMs: now,
             usageMillicores: s.usageMillicores,
             throttledRatio: s.throttledRatio,
             throttledMillicores: s.throttledMillicores,
             psiSomeStallRatio: s.psiSomeStallRatio,
-          }, this.#o.estimator);
+          };
+          // What it takes now: usage plus throttled time (PSI, which also
+          // rises with contention the elastic pods cause, is left out here).
+          track.needWindow.push(s.usageMillicores + Math.max(0, s.throttledMillicores));
+          if (track.needWindow.length > this.#needSamples()) track.needWindow.shift();
+          track.demand = updateDemand(track.demand, observation, this.#o.estimator);
           if (s.throttledRatio >= this.#o.heavyThrottleRatio && !wasThrottled) heavy = true;
         } else {
           this.stats.sampleErrors++;
@@ -383,9 +423,51 @@ export class NodeAgent {
       }
       track.previous = result.sample;
     }
+    this.#sampleSystem();
     this.stats.samples++;
     this.#o.progress?.beat(AGENT_LOOPS.sampling, now);
-    if (heavy) void this.clearAndPublish(); // a container just became heavily throttled: react now
+    // React now when a container just became heavily throttled, or when the
+    // protected pods' need rose enough that the elastic limits must come down.
+    if (heavy || this.#protectedNeedRose()) void this.clearAndPublish();
+  }
+
+  /**
+   * The CPU the machine used outside every pod since the last sample (the
+   * root cgroup's usage minus the kubelet trees'), kept for the window of
+   * live needs; nothing when the root's counter is unreadable.
+   */
+  #sampleSystem(): void {
+    const layout = this.#layout!;
+    const atMs = performance.now();
+    const rootNs = readCpuUsageNanos(layout, "/");
+    let podsNs = 0;
+    for (const root of this.#kubepodsRoots) podsNs += readCpuUsageNanos(layout, root) ?? 0;
+    const previous = this.#machine;
+    this.#machine = rootNs === null ? null : { atMs, rootNs, podsNs };
+    if (rootNs === null || previous === null || atMs <= previous.atMs) return;
+    const system = ((rootNs - previous.rootNs) - (podsNs - previous.podsNs)) /
+      (atMs - previous.atMs) / 1000;
+    if (!Number.isFinite(system)) return;
+    this.#systemWindow.push(Math.max(0, system));
+    if (this.#systemWindow.length > this.#needSamples()) this.#systemWindow.shift();
+  }
+
+  /** Samples in the window of live needs: the elastic release time, at least one sample. */
+  #needSamples(): number {
+    return Math.max(1, Math.round(this.#o.elasticReleaseMs / this.#o.samplingIntervalMs) + 1);
+  }
+
+  /**
+   * Whether the protected containers' newest needs add up to more than at the
+   * last clearing by at least 5% of the elastic pods' market (at least 50m):
+   * the elastic limits may be in their way.
+   */
+  #protectedNeedRose(): boolean {
+    const last = this.#protectedAtClearing;
+    if (last === null) return false;
+    let now = 0;
+    for (const track of last.tracks) now += track.needWindow.at(-1) ?? 0;
+    return now - last.need >= last.threshold;
   }
 
   #newTrack(id: string, path: string): ContainerTrack {
@@ -408,6 +490,7 @@ export class NodeAgent {
       usageMillicores: null,
       throttledRatio: 0,
       usageWindow: [],
+      needWindow: [],
       signalAtMs: null,
     };
     this.#tracks.set(id, track);
@@ -428,6 +511,8 @@ export class NodeAgent {
       }
     }
     const found = discover(this.#layout!, { knownContainerIDs: ids });
+    if (found.kubepodsRoots.join() !== this.#kubepodsRoots.join()) this.#machine = null;
+    this.#kubepodsRoots = found.kubepodsRoots;
     this.#paths = new Map();
     for (const pod of found.pods) {
       for (const c of pod.containers) if (ids.has(c.id)) this.#paths.set(c.id, c.relativePath);
@@ -469,12 +554,15 @@ export class NodeAgent {
       const managed = phase === "Running" && podIneligibility(pod, namespace) === null;
       const { rule, warning } = minLimitRule(pod, namespace);
       if (managed && warning !== null) this.#o.log?.("warn", `${key}: ${warning}`);
+      const tier = tierOf(pod, namespace);
+      if (managed && tier.warning !== null) this.#o.log?.("warn", `${key}: ${tier.warning}`);
       const baseline = this.#allocations.get(key)?.status?.baseline;
       views.push({
         key,
         managed,
         annotations: pod.metadata?.annotations ?? {},
         minLimit: rule,
+        tier: tier.tier,
         containers: (pod.spec?.containers ?? []).map((c) => {
           const track = trackOf(pod.status?.containerStatuses, c.name);
           if (track !== undefined) tracks.set(`${key}/${c.name}`, track);
@@ -489,6 +577,9 @@ export class NodeAgent {
             usageMillicores: track?.usageMillicores ?? null,
             recentUsageMillicores: recent(track),
             demandMillicores: fresh ? track.demand?.demandMillicores ?? null : null,
+            liveNeedMillicores: fresh && track.needWindow.length > 0
+              ? Math.max(...track.needWindow)
+              : null,
             managed: containerIneligibility(c, pod) === null,
           };
         }),
@@ -500,11 +591,27 @@ export class NodeAgent {
       });
     }
     const started = performance.now();
-    const built = buildMarket(allocatable, views, this.#o.bids);
+    // System daemons' CPU beyond what the node keeps back for them is not
+    // there for elastic pods either.
+    const nodeCapacity = parseMillicores(node?.status?.capacity?.cpu ?? "") ?? allocatable;
+    const systemOverflow = this.#systemWindow.length === 0
+      ? 0
+      : Math.max(...this.#systemWindow) - Math.max(0, nodeCapacity - allocatable);
+    const built = buildMarket(allocatable, views, this.#o.bids, systemOverflow);
     for (const warning of built.warnings) this.#o.log?.("warn", warning);
-    const clearing = clearMarket(built.market);
+    const clearing = settleMarket(built.market);
     this.#metrics.clearingSeconds.observe((performance.now() - started) / 1000);
     this.#record(views, clearing, tracks);
+    const protectedTracks = built.market.bids.flatMap((b) =>
+      b.tier === "elastic" ? [] : tracks.get(b.id) ?? []
+    );
+    this.#protectedAtClearing = built.market.bids.some((b) => b.tier === "elastic")
+      ? {
+        tracks: protectedTracks,
+        need: protectedTracks.reduce((sum, t) => sum + (t.needWindow.at(-1) ?? 0), 0),
+        threshold: Math.max(50, 0.05 * built.market.capacity),
+      }
+      : null;
     this.stats.clearings++;
     this.lastClearing = { at: now, clearing, views };
     this.#o.progress?.beat(AGENT_LOOPS.market, now);
@@ -512,18 +619,27 @@ export class NodeAgent {
     for (const [key, bids] of built.bidsByPod) {
       const pod = podsByKey.get(key)!;
       const existing = this.#allocations.get(key);
-      const limits = bids.map((b) => ({ bid: b, limit: Math.max(1, clearing.allocations[b.id]) }));
+      const limits = bids.map((b) => ({
+        bid: b,
+        limit: Math.max(1, clearing.limits[b.id]),
+        guarantee: clearing.guarantees[b.id],
+      }));
+      const tier = views.find((v) => v.key === key)?.tier ?? "protected";
+      const changed = (previous: string | undefined, next: number) =>
+        previous === undefined ||
+        worthPublishing(
+          parseMillicores(previous),
+          next,
+          this.#o.publish.minChangeFraction,
+          this.#o.publish.minChangeMillicores,
+        );
       const worth = existing === undefined || existing.spec.podUID !== pod.metadata?.uid ||
-        limits.some(({ bid, limit }) => {
+        existing.spec.tier !== tier ||
+        limits.some(({ bid, limit, guarantee }) => {
           const name = bid.id.slice(key.length + 1);
           const previous = existing.spec.containers.find((c) => c.name === name);
-          return previous === undefined ||
-            worthPublishing(
-              parseMillicores(previous.cpuLimit),
-              limit,
-              this.#o.publish.minChangeFraction,
-              this.#o.publish.minChangeMillicores,
-            );
+          return previous === undefined || changed(previous.cpuLimit, limit) ||
+            changed(previous.cpuGuarantee, guarantee);
         });
       if (!worth) {
         this.stats.heldByHysteresis++;
@@ -535,12 +651,14 @@ export class NodeAgent {
         podName: pod.metadata!.name!,
         podUID: pod.metadata!.uid!,
         nodeName: this.#o.nodeName,
-        containers: limits.map(({ bid, limit }) => {
+        tier,
+        containers: limits.map(({ bid, limit, guarantee }) => {
           const name = bid.id.slice(key.length + 1);
           const t = tracks.get(bid.id);
           return {
             name,
             cpuLimit: formatMillicores(limit),
+            cpuGuarantee: formatMillicores(Math.min(limit, guarantee)),
             evidence: {
               demandMillicores: bid.demand,
               weight: bid.weight,
@@ -560,6 +678,7 @@ export class NodeAgent {
           contended: clearing.contended,
           computedAt: new Date(now).toISOString(),
           intervalSeconds: this.#o.marketIntervalMs / 1000,
+          elasticBudgetMillicores: clearing.elasticBudget,
         },
       };
       await this.#publish(pod, spec, existing);
@@ -718,10 +837,13 @@ export class NodeAgent {
   }
 
   /** Per-container gauges for the pods on the node, rebuilt at each clearing. */
-  #record(views: PodView[], clearing: Clearing, tracks: Map<string, ContainerTrack>): void {
+  #record(views: PodView[], clearing: Settlement, tracks: Map<string, ContainerTrack>): void {
     const m = this.#metrics;
-    for (const gauge of [m.usage, m.throttledRatio, m.demand, m.allocation]) gauge.clear();
+    for (const gauge of [m.usage, m.throttledRatio, m.demand, m.allocation, m.guarantee]) {
+      gauge.clear();
+    }
     m.price.set(clearing.price ?? Number.POSITIVE_INFINITY);
+    m.elasticBudget.set(clearing.elasticBudget);
     for (const view of views) {
       const [namespace, pod] = view.key.split("/");
       for (const c of view.containers) {
@@ -730,8 +852,10 @@ export class NodeAgent {
         if (c.demandMillicores !== null) m.demand.set(Math.round(c.demandMillicores), labels);
         const track = tracks.get(`${view.key}/${c.name}`);
         if (track !== undefined) m.throttledRatio.set(track.throttledRatio, labels);
-        const allocation = clearing.allocations[`${view.key}/${c.name}`];
-        if (allocation !== undefined) m.allocation.set(allocation, labels);
+        const limit = clearing.limits[`${view.key}/${c.name}`];
+        if (limit !== undefined) m.allocation.set(limit, labels);
+        const guarantee = clearing.guarantees[`${view.key}/${c.name}`];
+        if (guarantee !== undefined) m.guarantee.set(guarantee, labels);
       }
     }
   }

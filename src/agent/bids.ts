@@ -6,7 +6,7 @@
  * @module
  */
 import { parseMillicores } from "../api/mod.ts";
-import { limitFloorMillicores, type MinLimitRule } from "../managed/mod.ts";
+import { limitFloorMillicores, type MinLimitRule, type Tier } from "../managed/mod.ts";
 import type { Bid, Market } from "../solver/mod.ts";
 
 /** Pod annotation: a positive number multiplying the pod's weight (default 1). */
@@ -20,7 +20,15 @@ export interface BidConfig {
   maxPerContainerMillicores: number | null;
   /** CPU kept out of the market, millicores (default 0). */
   reserveMillicores: number;
+  /**
+   * Share of the market's capacity the elastic limits leave free for the
+   * protected pods to grow into before the agent lowers them (default 0.05).
+   */
+  elasticHeadroomFraction?: number;
 }
+
+/** The default share of the capacity the elastic limits leave free. */
+export const DEFAULT_ELASTIC_HEADROOM_FRACTION = 0.05;
 
 /** One app container as the agent sees it. */
 export interface ContainerView {
@@ -38,6 +46,12 @@ export interface ContainerView {
   recentUsageMillicores: number | null;
   /** Estimated demand from a fresh, readable signal, millicores; null when there is none. */
   demandMillicores: number | null;
+  /**
+   * The most it needed in any sample of the last few seconds (usage plus
+   * throttled time, no smoothing), millicores; null before two samples. For
+   * a protected container, what the elastic limits must leave it.
+   */
+  liveNeedMillicores?: number | null;
   /** Whether MBCAS may resize it (see `containerIneligibility` in src/managed). */
   managed: boolean;
 }
@@ -62,6 +76,8 @@ export interface PodView {
   annotations: Record<string, string>;
   /** How far below the declared limit its containers may go. */
   minLimit: MinLimitRule;
+  /** Its tier (`mbcas.io/tier`); protected when absent. */
+  tier?: Tier;
   /** Its app containers. */
   containers: ContainerView[];
   /** Its other CPU users. */
@@ -103,16 +119,22 @@ export function unmanagedClaim(
  * (at least 1m) × priority, floor = the lowest limit the pod's
  * `mbcas.io/min-cpu-limit` rule allows (the request by default), cap = the
  * smallest of the configured maximum, the pod's `mbcas.io/max-cpu` and the
- * node's capacity (never below the floor), and their estimated demand. A
- * container without a fresh measurement is pinned at its current limit
- * (floor = demand = cap), so nothing changes it. Capacity is the node's
- * allocatable CPU minus what every other CPU user may take
- * ({@link unmanagedClaim}) minus the reserve.
+ * node's capacity (never below the floor), and their estimated demand; each
+ * bid carries its pod's tier and, as its usage, its live need (what the
+ * elastic limits must leave a protected bid). A container without a fresh
+ * measurement is pinned at its current limit (floor = demand = cap =
+ * usage), so nothing changes it. Capacity is the node's allocatable CPU
+ * minus what every other CPU user may take ({@link unmanagedClaim}) minus
+ * the reserve. The headroom the elastic limits leave free is the configured
+ * share of the capacity plus `systemOverflowMillicores`: what the node's
+ * processes outside every pod (system daemons) use beyond the CPU the node
+ * keeps back from allocatable for them.
  */
 export function buildMarket(
   allocatableMillicores: number,
   pods: PodView[],
   config: BidConfig,
+  systemOverflowMillicores = 0,
 ): NodeMarket {
   let unmanaged = 0;
   const warnings: string[] = [];
@@ -163,7 +185,15 @@ export function buildMarket(
         // No measurement, no resize: the bid holds exactly what the container has.
         unmeasured.add(id);
         const limit = Math.round(c.limitMillicores);
-        podBids.push({ id, weight, floor: limit, demand: limit, cap: limit });
+        podBids.push({
+          id,
+          weight,
+          floor: limit,
+          demand: limit,
+          cap: limit,
+          tier: pod.tier ?? "protected",
+          usage: limit,
+        });
         continue;
       }
       const floor = limitFloorMillicores(
@@ -185,6 +215,10 @@ export function buildMarket(
         floor,
         demand: Math.max(0, Math.round(c.demandMillicores)),
         cap: Math.round(cap),
+        tier: pod.tier ?? "protected",
+        ...(c.liveNeedMillicores == null
+          ? {}
+          : { usage: Math.max(0, Math.ceil(c.liveNeedMillicores)) }),
       });
     }
     if (podBids.length === 0) continue;
@@ -195,8 +229,13 @@ export function buildMarket(
     0,
     Math.floor(allocatableMillicores - unmanaged - config.reserveMillicores),
   );
+  const headroomFraction = config.elasticHeadroomFraction ?? DEFAULT_ELASTIC_HEADROOM_FRACTION;
   return {
-    market: { capacity, bids },
+    market: {
+      capacity,
+      bids,
+      headroom: Math.round(capacity * headroomFraction + Math.max(0, systemOverflowMillicores)),
+    },
     allocatableMillicores,
     unmanagedMillicores: unmanaged,
     bidsByPod,

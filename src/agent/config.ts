@@ -9,6 +9,7 @@ import { type OptionSpec, readOptions } from "../config/mod.ts";
 import { parseMillicores } from "../api/mod.ts";
 import { LOG_LEVELS } from "../log/mod.ts";
 import type { AgentOptions } from "./agent.ts";
+import { DEFAULT_ESTIMATOR } from "./estimator.ts";
 
 /** Every option: environment variable, default and meaning. */
 export const AGENT_OPTIONS = {
@@ -64,6 +65,16 @@ export const AGENT_OPTIONS = {
     env: "MBCAS_RESERVE_CPU",
     default: "0",
     help: "CPU kept out of the market (a CPU quantity)",
+  },
+  "elastic-headroom": {
+    env: "MBCAS_ELASTIC_HEADROOM",
+    default: "0.05",
+    help: "share of the market's capacity the elastic limits leave free for protected pods",
+  },
+  "elastic-release-seconds": {
+    env: "MBCAS_ELASTIC_RELEASE_SECONDS",
+    default: "5",
+    help: "a protected pod's CPU goes to elastic pods once it was unused this long",
   },
   "min-change-fraction": {
     env: "MBCAS_MIN_CHANGE_FRACTION",
@@ -127,6 +138,12 @@ const schema = z.object({
   ).max(86_400),
   "max-cpu": quantity(true),
   "reserve-cpu": quantity(false),
+  "elastic-headroom": z.coerce.number({ error: "must be a number" }).min(0, "must be at least 0")
+    .max(1, "must be at most 1"),
+  "elastic-release-seconds": z.coerce.number({ error: "must be a number of seconds" }).min(
+    0,
+    "must be at least 0",
+  ).max(3600, "must be at most 3600"),
   "min-change-fraction": z.coerce.number({ error: "must be a number" }).min(0).max(
     1,
     "must be at most 1",
@@ -173,13 +190,15 @@ export function parseAgentConfig(
       estimator: {
         headroom: c.headroom,
         releaseHalfLifeMs: c["release-half-life-seconds"] * 1000,
-        psiThrottleThreshold: 0.1,
+        psiThrottleThreshold: DEFAULT_ESTIMATOR.psiThrottleThreshold,
         maxStallRatio: 0.9,
       },
       bids: {
         maxPerContainerMillicores: c["max-cpu"] === "" ? null : parseMillicores(c["max-cpu"]),
         reserveMillicores: parseMillicores(c["reserve-cpu"])!,
+        elasticHeadroomFraction: c["elastic-headroom"],
       },
+      elasticReleaseMs: c["elastic-release-seconds"] * 1000,
       publish: {
         minChangeFraction: c["min-change-fraction"],
         minChangeMillicores: c["min-change-millicores"],

@@ -14,10 +14,12 @@
  * - **PSI only together with throttling**: CPU pressure (`some`) rises both
  *   when the node is contended and when the container's own quota throttles it
  *   (kubernetes/enhancements#5062), so PSI alone cannot say the limit is too
- *   low. When the container *is* throttled, a task stalled for a fraction `s`
- *   of the time ran only `1 − s` of it, so `usage / (1 − s)` is a second
- *   estimate of the need; the estimator takes the larger of the two. Without
- *   throttling, PSI is ignored.
+ *   low. When the container *is* heavily throttled (half its periods or
+ *   more), a task stalled for a fraction `s` of the time ran only `1 − s` of
+ *   it, so `usage / (1 − s)` is a second estimate of the need; the estimator
+ *   takes the larger of the two. Otherwise PSI is ignored: a lightly
+ *   throttled container on a node whose limits add up to more than the node
+ *   stalls mostly from contention, and counting that would double its need.
  * - **Headroom** (default 15%) keeps the limit above the need, so a container
  *   using what it needs is not throttled at the edge.
  * - **Fast attack, slow release**: a need above the current estimate is
@@ -35,7 +37,12 @@ export interface EstimatorConfig {
   headroom: number;
   /** Half-life of the decay towards a lower need, ms (default 60 s). */
   releaseHalfLifeMs: number;
-  /** Throttled ratio from which PSI is trusted as a sign of a too-low limit (default 0.1). */
+  /**
+   * Throttled ratio from which PSI is trusted as a sign of a too-low limit
+   * (default 0.5: heavily throttled, so its own quota is the likely cause of
+   * its stalls; with limits that add up to more than the node, a lightly
+   * throttled container stalls mostly from node contention).
+   */
   psiThrottleThreshold: number;
   /** A stall ratio is capped here so `usage / (1 − s)` stays finite (default 0.9: at most 10× usage). */
   maxStallRatio: number;
@@ -45,7 +52,7 @@ export interface EstimatorConfig {
 export const DEFAULT_ESTIMATOR: EstimatorConfig = {
   headroom: 0.15,
   releaseHalfLifeMs: 60_000,
-  psiThrottleThreshold: 0.1,
+  psiThrottleThreshold: 0.5,
   maxStallRatio: 0.9,
 };
 

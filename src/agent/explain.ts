@@ -1,9 +1,10 @@
 /**
  * The node's market as a table an operator can read: for each container its
- * floor, usage, throttling, demand (or that it was not measured, so its limit
- * is kept), weight, cap, allocation and declared limit (the baseline every
- * restore goes back to), and the
- * node's price. Built from the PodAllocations of the node (their evidence is
+ * pod's tier, floor, usage, throttling, demand (or that it was not measured,
+ * so its limit is kept), weight, cap, the market's two outputs (the
+ * guarantee under contention and the limit it runs under) and the declared
+ * limit (the baseline every restore goes back to); and the node's price and
+ * elastic budget. Built from the PodAllocations of the node (their evidence is
  * the market's input), so it needs only read access to the API. Pure.
  *
  * @module
@@ -18,13 +19,15 @@ export function formatMarketTable(node: string, allocations: PodAllocation[]): s
   const rows = [[
     "POD",
     "CONTAINER",
+    "TIER",
     "FLOOR",
     "USAGE",
     "THROTTLED",
     "DEMAND",
     "WEIGHT",
     "CAP",
-    "ALLOCATION",
+    "GUARANTEE",
+    "LIMIT",
     "DECLARED",
   ]];
   const sorted = [...allocations].sort((a, b) =>
@@ -38,12 +41,14 @@ export function formatMarketTable(node: string, allocations: PodAllocation[]): s
       rows.push([
         `${pa.metadata.namespace}/${pa.metadata.name}`,
         c.name,
+        pa.spec.tier ?? "protected",
         e ? `${e.floorMillicores}m` : "?",
         e?.usageMillicores !== undefined ? `${e.usageMillicores}m` : "?",
         e?.throttledRatio !== undefined ? `${Math.round(e.throttledRatio * 100)}%` : "?",
         e?.measured === false ? "unmeasured" : e ? `${e.demandMillicores}m` : "?",
         e ? String(Math.round(e.weight * 100) / 100) : "?",
         e ? `${e.capMillicores}m` : "?",
+        c.cpuGuarantee ?? "-",
         c.cpuLimit,
         pa.status?.baseline?.containers.find((b) => b.name === c.name)?.cpuLimit ?? "-",
       ]);
@@ -58,9 +63,12 @@ export function formatMarketTable(node: string, allocations: PodAllocation[]): s
   const price = latest.price === null || latest.price === undefined
     ? "unbounded (floors exhaust capacity)"
     : latest.price === 0
-    ? "0 (uncontended: spare CPU is shared out by weight)"
+    ? "0 (uncontended: every pod is guaranteed its target)"
     : `${latest.price.toPrecision(3)} weight per millicore`;
+  const budget = latest.elasticBudgetMillicores === undefined
+    ? ""
+    : `, elastic pods may use ${latest.elasticBudgetMillicores}m`;
   return `node ${node}: capacity ${latest.capacityMillicores}m for managed pods, ${
     latest.contended ? "contended" : "not contended"
-  }, price ${price}, cleared ${latest.computedAt}\n${table}\n`;
+  }, price ${price}${budget}, cleared ${latest.computedAt}\n${table}\n`;
 }

@@ -36,6 +36,17 @@ const cpuQuantity = (field: string) =>
       }`,
   });
 
+const cpuAmount = (field: string) =>
+  z.string().max(32).refine((text) => isQuantity(text) && (parseMillicores(text) ?? -1) >= 0, {
+    error: (issue) =>
+      `${field} must be a non-negative CPU quantity such as 0, 250m or 1.5, got ${
+        JSON.stringify(issue.input)
+      }`,
+  });
+
+/** The pod tiers of the market (see `mbcas.io/tier` in src/managed). */
+export const TIER_VALUES = ["protected", "elastic"] as const;
+
 /** Market evidence behind one container's allocation. */
 export const evidenceSchema = z.object({
   demandMillicores: z.number().int().min(0),
@@ -53,12 +64,18 @@ export const evidenceSchema = z.object({
 export const containerAllocationSchema = z.object({
   name: z.string().min(1).max(63),
   cpuLimit: cpuQuantity("cpuLimit"),
+  cpuGuarantee: cpuAmount("cpuGuarantee").optional(),
   cpuRequest: cpuQuantity("cpuRequest").optional(),
   evidence: evidenceSchema.optional(),
 }).refine(
   (c) =>
     c.cpuRequest === undefined || parseMillicores(c.cpuLimit)! >= parseMillicores(c.cpuRequest)!,
   { message: "cpuLimit must not be below cpuRequest" },
+).refine(
+  (c) =>
+    c.cpuGuarantee === undefined ||
+    parseMillicores(c.cpuLimit)! >= parseMillicores(c.cpuGuarantee)!,
+  { message: "cpuLimit must not be below cpuGuarantee" },
 );
 
 /** The spec, written by the agent. */
@@ -66,6 +83,7 @@ export const podAllocationSpecSchema = z.object({
   podName: z.string().min(1).max(253),
   podUID: z.string().regex(POD_UID, "podUID must be a pod UID"),
   nodeName: z.string().min(1).max(253),
+  tier: z.enum(TIER_VALUES).optional(),
   containers: z.array(containerAllocationSchema).min(1).max(64).refine(
     (list) => new Set(list.map((c) => c.name)).size === list.length,
     { message: "container names must be unique" },
@@ -76,6 +94,7 @@ export const podAllocationSpecSchema = z.object({
     contended: z.boolean(),
     computedAt: z.iso.datetime({ offset: true }),
     intervalSeconds: z.number().gt(0).max(3600).optional(),
+    elasticBudgetMillicores: z.number().int().min(0).optional(),
   }),
 });
 
@@ -115,6 +134,7 @@ export const podAllocationStatusSchema = z.object({
   baseline: baselineSchema.optional(),
   infeasible: infeasibleSchema.optional(),
   lastResizeTime: z.iso.datetime({ offset: true }).optional(),
+  recentResizeTimes: z.array(z.iso.datetime({ offset: true })).max(16).optional(),
   containers: z.array(z.object({
     name: z.string(),
     cpuLimit: z.string().optional(),

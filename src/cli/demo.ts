@@ -3,8 +3,8 @@
  * lab on the local real node (src/cluster: control plane, containerd, the
  * kubelet, kube-proxy, CoreDNS; the scenario's pods as containers of the lab
  * image; MBCAS deployed as pods from the shipped manifests), runs a scenario,
- * shows a live table each second (usage, throttling, demand, allocation and
- * kernel limit per pod, and the node's price), then tears everything down,
+ * shows a live table each second (usage, throttling, demand, the market's
+ * limit and guarantee, and kernel limit per pod, and the node's price), then tears everything down,
  * restores the machine and writes `report.html`.
  *
  * Needs root, the node's Debian packages and Go or a cached build of the
@@ -27,7 +27,8 @@ const USAGE = `usage: deno task demo [--duration SECONDS] [--scenario ${
   --duration S    length of the run in seconds (default 180; 30..3600)
   --quick         a 60-second run (overrides --duration)
   --scenario S    mixed (default): latency service with load steps, bursty service, batch jobs,
-                  idle pod; spike: one throttled service whose load stops halfway
+                  idle pod; spike: an idle service whose load steps up, then stops,
+                  next to an elastic batch job
   --policy P      mbcas (default), static (limits as declared), none (CFS shares only),
                   vpa (VPA-style recommender, applied every minute)
   --seed N        seed of the workloads' random schedules (default 1)
@@ -52,15 +53,15 @@ function table(second: LabSecond, duration: number): string {
     `MBCAS lab  t=${second.t}/${duration}s  price=${
       second.price === null ? "-" : second.price.toPrecision(3)
     }  kernel resizes=${second.resizes}`,
-    "POD        USAGE   THROTTLED  DEMAND  ALLOCATION  LIMIT",
+    "POD        USAGE   THROTTLED  DEMAND  MARKET LIMIT  GUARANTEE  LIMIT",
   ];
   for (const s of second.samples) {
     lines.push(
       `${s.pod.padEnd(10)} ${fmt(s.usageMillicores).padStart(6)}  ${
         `${Math.round(s.throttledRatio * 100)}%`.padStart(9)
-      }  ${fmt(s.demandMillicores).padStart(6)}  ${fmt(s.allocationMillicores).padStart(10)}  ${
-        fmt(s.limitMillicores).padStart(5)
-      }`,
+      }  ${fmt(s.demandMillicores).padStart(6)}  ${fmt(s.allocationMillicores).padStart(12)}  ${
+        fmt(s.guaranteeMillicores ?? null).padStart(9)
+      }  ${fmt(s.limitMillicores).padStart(5)}`,
     );
   }
   return lines.join("\n");

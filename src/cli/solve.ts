@@ -10,11 +10,17 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { clearMarket, MarketInputError, parseMarketJson } from "../solver/mod.ts";
-import type { Clearing } from "../solver/mod.ts";
+import {
+  clearMarket,
+  type Market,
+  MarketInputError,
+  parseMarketJson,
+  settleMarket,
+} from "../solver/mod.ts";
+import type { Clearing, Settlement } from "../solver/mod.ts";
 import { programArgs } from "../config/mod.ts";
 
-const USAGE = `usage: deno task solve [--pretty] < market.json
+const USAGE = `usage: deno task solve [--tiered] [--pretty] < market.json
 
 Reads one market as a JSON object, or many as JSON Lines (one per line), from
 stdin and writes the clearing of each to stdout.
@@ -25,7 +31,17 @@ stdin and writes the clearing of each to stdout.
   clearing: {"allocations": {"ns/pod/container": 1234}, "price": 0.41,
              "contended": true, "oversubscribed": false}
 
-  --pretty  indent a single market's clearing (JSON Lines output stays one line each)
+With --tiered, the market's tiers are settled instead (the agent's market):
+a bid may add "tier" ("protected" or "elastic") and "usage" (millicores it
+uses now), the market "headroom" (millicores the elastic limits leave free);
+without --tiered those fields are read and ignored.
+
+  settlement: {"guarantees": {"ns/pod/container": 900}, "limits": {...},
+               "elasticBudget": 1500, "price": 0.41, "contended": true,
+               "oversubscribed": false}
+
+  --tiered  settle tiers: guarantees and limits (default: the plain clearing)
+  --pretty  indent a single market's output (JSON Lines output stays one line each)
   --help    show this help`;
 
 /** Runs the CLI on the given arguments and streams; returns the exit code. */
@@ -38,10 +54,15 @@ export async function runSolveCli(
   const out = new Writer(output);
   const err = new Writer(errors);
   let pretty = false;
+  let solve: (market: Market) => Clearing | Settlement = clearMarket;
   try {
     const { values } = parseArgs({
       args,
-      options: { pretty: { type: "boolean" }, help: { type: "boolean", short: "h" } },
+      options: {
+        pretty: { type: "boolean" },
+        tiered: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
       strict: true,
     });
     if (values.help) {
@@ -49,6 +70,7 @@ export async function runSolveCli(
       return 0;
     }
     pretty = values.pretty ?? false;
+    if (values.tiered) solve = settleMarket;
   } catch (error) {
     await err.line(`solve: ${(error as Error).message}\n${USAGE}`);
     return 2;
@@ -80,8 +102,8 @@ export async function runSolveCli(
     for await (const [, text] of lines) head.push(text);
     const text = head.join("\n").trim();
     try {
-      const clearing = clearMarket(parseMarketJson(text));
-      await out.line(JSON.stringify(clearing, null, pretty ? 2 : undefined));
+      const result = solve(parseMarketJson(text));
+      await out.line(JSON.stringify(result, null, pretty ? 2 : undefined));
       return 0;
     } catch (error) {
       if (!(error instanceof MarketInputError)) throw error;
@@ -93,7 +115,7 @@ export async function runSolveCli(
   let failed = false;
   // JSON Lines: output line N answers input line N (leading blank lines included).
   const answer = async (number: number, text: string): Promise<void> => {
-    const result = solveLine(number, text);
+    const result = solveLine(number, text, solve);
     if ("error" in result) {
       failed = true;
       await err.line(`solve: ${result.error}`);
@@ -105,10 +127,14 @@ export async function runSolveCli(
   return failed ? 2 : 0;
 }
 
-function solveLine(number: number, text: string): Clearing | { error: string } {
+function solveLine(
+  number: number,
+  text: string,
+  solve: (market: Market) => Clearing | Settlement,
+): Clearing | Settlement | { error: string } {
   if (text.trim() === "") return { error: `line ${number}: empty line, expected a JSON market` };
   try {
-    return clearMarket(parseMarketJson(text));
+    return solve(parseMarketJson(text));
   } catch (error) {
     if (!(error instanceof MarketInputError)) throw error;
     return { error: `line ${number}: ${error.message}` };

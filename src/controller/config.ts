@@ -93,6 +93,26 @@ export const CONTROLLER_OPTIONS = {
     default: "",
     help: "highest CPU limit ever set (a quantity such as 8 or 3500m); empty: node allocatable",
   },
+  "elastic-increase-delay-seconds": {
+    env: "MBCAS_ELASTIC_INCREASE_DELAY_SECONDS",
+    default: "5",
+    help: "an elastic pod's increase waits this long after its last resize",
+  },
+  "elastic-min-change": {
+    env: "MBCAS_ELASTIC_MIN_CHANGE",
+    default: "0.1",
+    help: "an elastic pod's limit changes by at least this share of the node's allocatable CPU",
+  },
+  "elastic-max-step-up": {
+    env: "MBCAS_ELASTIC_MAX_STEP_UP",
+    default: "0.5",
+    help: "largest share of the node's allocatable CPU one elastic increase adds",
+  },
+  "max-resizes-per-pod-per-minute": {
+    env: "MBCAS_MAX_RESIZES_PER_POD_PER_MINUTE",
+    default: "4",
+    help: "resizes of one pod in any minute (the last two kept for protective changes)",
+  },
   "confirm-timeout-seconds": {
     env: "MBCAS_CONFIRM_TIMEOUT_SECONDS",
     default: "60",
@@ -191,6 +211,16 @@ const schema = z.object({
   "max-limit": z.string().refine(
     (v) => v === "" || (parseMillicores(v) ?? 0) > 0,
     "must be empty or a positive CPU quantity such as 8 or 3500m",
+  ),
+  "elastic-increase-delay-seconds": seconds(0, 3600),
+  "elastic-max-step-up": fraction,
+  "elastic-min-change": z.coerce.number({ error: "must be a number" }).min(0, "must be at least 0")
+    .max(1, "must be at most 1"),
+  "max-resizes-per-pod-per-minute": z.coerce.number({ error: "must be a whole number" }).int(
+    "must be a whole number",
+  ).min(3, "must be at least 3 (one for any change, two kept for protective changes)").max(
+    16,
+    "must be at most 16",
   ),
   "confirm-timeout-seconds": seconds(1, 3600),
   "infeasible-backoff-seconds": seconds(1, 3600),
@@ -306,6 +336,10 @@ export function parseControllerConfig(
         max: c["error-backoff-seconds"] * 30_000,
       },
       confirmTimeoutMs: c["confirm-timeout-seconds"] * 1000,
+      elasticIncreaseDelayMs: c["elastic-increase-delay-seconds"] * 1000,
+      elasticMaxStepUpFraction: c["elastic-max-step-up"],
+      elasticMinChangeFraction: c["elastic-min-change"],
+      maxResizesPerPodPerMinute: c["max-resizes-per-pod-per-minute"],
     },
     rateLimit: {
       global: { perSecond: c["rate-limit-qps"], burst: c["rate-limit-burst"] },

@@ -18,14 +18,16 @@ import {
   kubeletSupportsResize,
   minLimitRule,
   podIneligibility,
+  tierOf,
 } from "../managed/mod.ts";
-import type {
-  BaselineLimits,
-  Decision,
-  DesiredAllocation,
-  PodMemory,
-  PodState,
-  ResizeCondition,
+import {
+  type BaselineLimits,
+  type Decision,
+  type DesiredAllocation,
+  type PodMemory,
+  type PodState,
+  RESIZE_BUDGET_WINDOW_MS,
+  type ResizeCondition,
 } from "./policy.ts";
 
 export {
@@ -66,6 +68,7 @@ export function podState(
       ? null
       : kubeletSupportsResize(node.status?.nodeInfo?.kubeletVersion),
     minLimit: minLimitRule(pod, namespace).rule,
+    tier: tierOf(pod, namespace).tier,
     generation: pod.metadata?.generation ?? 1,
     nodeAllocatableMillicores: allocatable,
     resizePending: condition(pod, "PodResizePending"),
@@ -122,6 +125,9 @@ export function memoryFromStatus(status: PodAllocationStatus | undefined): PodMe
   const infeasible = status?.infeasible;
   return {
     lastResizeAtMs: lastResize,
+    recentResizesAtMs: (status?.recentResizeTimes ?? []).map((t) => Date.parse(t)).sort((a, b) =>
+      a - b
+    ),
     patchedAtMs: null,
     infeasible: infeasible === undefined ? null : {
       limits: Object.fromEntries(
@@ -174,6 +180,13 @@ export function statusFor(
   const infeasible = decision.memory === undefined
     ? previous?.infeasible
     : infeasibleStatus(decision.memory);
+  // The per-pod resize budget's window, so a new leader counts the same resizes.
+  const recent = decision.memory?.recentResizesAtMs
+    ?.filter((t) => t > now.getTime() - RESIZE_BUDGET_WINDOW_MS)
+    .map((t) => new Date(t).toISOString()) ??
+    previous?.recentResizeTimes?.filter((t) =>
+      Date.parse(t) > now.getTime() - RESIZE_BUDGET_WINDOW_MS
+    );
   return {
     observedGeneration: generation,
     state: decision.state,
@@ -182,6 +195,7 @@ export function statusFor(
     ...(lastResizeTime ? { lastResizeTime } : {}),
     ...(baseline ? { baseline } : {}),
     ...(infeasible ? { infeasible } : {}),
+    ...(recent !== undefined && recent.length > 0 ? { recentResizeTimes: recent } : {}),
   };
 }
 

@@ -24,9 +24,14 @@
  * above the configured cap or the node's allocatable; skip containers whose
  * CPU resize policy restarts them (unless allowed), those without a CPU limit
  * and those the agent has no fresh measurement of; ignore changes smaller
- * than the minimum; apply increases at once; hold decreases for a cooldown
- * after the last resize (or after the pod was first seen) and cut at most a
- * fraction per step. Finally, never let the pod become Guaranteed (memory
+ * than the minimum. Then by tier: a **protected** pod's increases apply at
+ * once, its decreases wait for a cooldown after the last resize (or after
+ * the pod was first seen) and cut at most a fraction per step; an
+ * **elastic** pod's decreases apply at once and all the way (they make room
+ * for the protected pods), its increases wait a while after its last resize
+ * and add at most a step of the node at a time. The pod's resize budget
+ * holds changes beyond so many resizes a minute, keeping the last two for
+ * protective changes. Finally, never let the pod become Guaranteed (memory
  * quantities compared by value: `1Gi` is `1024Mi`).
  *
  * @module
@@ -38,6 +43,7 @@ import {
   type Ineligible,
   limitFloorMillicores,
   type MinLimitRule,
+  type Tier,
 } from "../managed/mod.ts";
 
 /** Tuning of the policy. */
@@ -58,6 +64,23 @@ export interface ResizePolicyConfig {
   errorBackoffMs: { initial: number; max: number };
   /** A resize the kubelet has not confirmed after this long is reported (default 60 s). */
   confirmTimeoutMs: number;
+  /** An elastic pod's increase waits this long after its last resize (default 5 s). */
+  elasticIncreaseDelayMs: number;
+  /**
+   * An elastic pod's limit changes only by at least this fraction of the
+   * node's allocatable CPU (default 0.1): its changes follow other pods' load,
+   * and small ones are not worth a resize of its budget.
+   */
+  elasticMinChangeFraction: number;
+  /** An elastic pod's increase adds at most this fraction of the node's allocatable CPU per step (default 0.5). */
+  elasticMaxStepUpFraction: number;
+  /**
+   * Resizes of one pod within any minute (default 4). Protective changes (an
+   * elastic pod's decrease, a protected pod's increase) may use every one;
+   * the others (a protected pod's decrease, an elastic pod's increase) leave
+   * the last two free for them. Restores are never held.
+   */
+  maxResizesPerPodPerMinute: number;
 }
 
 /** The defaults. */
@@ -70,7 +93,14 @@ export const DEFAULT_POLICY: ResizePolicyConfig = {
   infeasibleBackoffMs: { initial: 30_000, max: 600_000 },
   errorBackoffMs: { initial: 10_000, max: 300_000 },
   confirmTimeoutMs: 60_000,
+  elasticIncreaseDelayMs: 5_000,
+  elasticMaxStepUpFraction: 0.5,
+  elasticMinChangeFraction: 0.1,
+  maxResizesPerPodPerMinute: 4,
 };
+
+/** The window of the per-pod resize budget. */
+export const RESIZE_BUDGET_WINDOW_MS = 60_000;
 
 /** One container of the live pod. */
 export interface ContainerState {
@@ -120,6 +150,8 @@ export interface PodState {
   kubeletSupportsResize: boolean | null;
   /** How far below the declared limits its containers may go. */
   minLimit: MinLimitRule;
+  /** Its tier (`mbcas.io/tier`, src/managed `tierOf`); protected when absent. */
+  tier?: Tier;
   /** `metadata.generation`. */
   generation: number;
   /** The node's allocatable CPU, millicores; null when unknown. */
@@ -187,6 +219,8 @@ export interface PodMemory {
    * controller's own write and the pod must not be judged from it.
    */
   awaiting?: { uid: string; generation: number } | null;
+  /** When this pod was resized within the last minute (any leader's resizes, from status), oldest first. */
+  recentResizesAtMs?: number[];
 }
 
 /** An empty memory. */
@@ -228,6 +262,12 @@ export interface Decision {
   memory: PodMemory;
   /** Why changes were held back or adjusted (reasons), for events and metrics. */
   reasons: string[];
+  /**
+   * How the patch ranks for the node's resize budget: `protective` (an
+   * elastic pod's decrease, a protected pod's increase, a withdrawal or a
+   * restore) before `deferrable` (the rest); null without a patch.
+   */
+  urgency: "protective" | "deferrable" | null;
 }
 
 /** Exponential backoff delay for the given attempt (1-based). */
@@ -284,6 +324,7 @@ export function decide(
     reasons: [reason],
     baseline: recorded,
     restoring: false,
+    urgency: null,
   });
   if (pod === undefined) return skip("PodNotFound", "the pod does not exist");
   if (pod.uid !== desired.podUID) {
@@ -348,6 +389,8 @@ export function decide(
   };
 
   const reasons: string[] = [];
+  const elastic = pod.tier === "elastic";
+  let protective = false;
   let mem: PodMemory = { ...memory };
   let requeue: number | null = null;
   const later = (ms: number) => (requeue = requeue === null ? ms : Math.min(requeue, ms));
@@ -511,16 +554,24 @@ export function decide(
       target = cap;
       reasons.push("ClampedToCap");
     }
-    const minChange = Math.max(config.minChangeMillicores, config.minChangeFraction * limit);
+    const minChange = Math.max(
+      config.minChangeMillicores,
+      config.minChangeFraction * limit,
+      elastic ? config.elasticMinChangeFraction * (pod.nodeAllocatableMillicores ?? 0) : 0,
+    );
     if (Math.abs(target - limit) < minChange) {
       // After a failed resize, asking for (about) what is in force withdraws the failed request.
       if (failed && c.cpuLimitMillicores !== limit) {
         patch.set(c.name, target);
         reasons.push("WithdrawFailedResize");
+        protective = true;
       }
       continue;
     }
-    if (target < limit) {
+    if (target < limit && elastic) {
+      // An elastic pod gives CPU back at once and all the way: it protects the others.
+      protective = true;
+    } else if (target < limit) {
       // The cooldown counts from the last resize, or from when MBCAS first saw the pod.
       const heldUntil = (mem.lastResizeAtMs ?? baseline.recordedAtMs) + config.cooldownMs;
       if (nowMs < heldUntil) {
@@ -530,6 +581,25 @@ export function decide(
       }
       target = Math.max(target, floor, Math.ceil(limit * (1 - config.maxStepDownFraction)));
       if (target > floor) later(config.cooldownMs); // more steps may follow
+    } else if (elastic) {
+      // An elastic pod's increase is ramped: not too soon after its last resize,
+      // and by at most a step of the node at a time.
+      const heldUntil = (mem.lastResizeAtMs ?? Number.NEGATIVE_INFINITY) +
+        config.elasticIncreaseDelayMs;
+      if (nowMs < heldUntil) {
+        reasons.push("ElasticRamp");
+        later(heldUntil - nowMs);
+        continue;
+      }
+      const step = config.elasticMaxStepUpFraction *
+        (pod.nodeAllocatableMillicores ?? Number.POSITIVE_INFINITY);
+      if (target > limit + step) {
+        target = Math.floor(limit + step);
+        reasons.push("ElasticRamp");
+        later(config.elasticIncreaseDelayMs); // more steps may follow
+      }
+    } else {
+      protective = true; // a protected pod's increase
     }
     patch.set(c.name, target);
   }
@@ -554,7 +624,20 @@ export function decide(
     }
   }
 
-  // 4. Backoffs: nothing new while one runs; never the same infeasible value again.
+  // 4. The pod's resize budget: at most so many resizes in any minute, the
+  // last two kept for protective changes. A restore is never held.
+  const window = (mem.recentResizesAtMs ?? []).filter((t) =>
+    t > nowMs - RESIZE_BUDGET_WINDOW_MS && t <= nowMs
+  );
+  const allowed = config.maxResizesPerPodPerMinute - (protective ? 0 : 2);
+  if (patch.size > 0 && restore === null && window.length >= allowed) {
+    reasons.push("ResizeBudget");
+    // When enough of the minute's resizes have left the window.
+    later(window[window.length - allowed] + RESIZE_BUDGET_WINDOW_MS - nowMs);
+    patch.clear();
+  }
+
+  // 5. Backoffs: nothing new while one runs; never the same infeasible value again.
   // A restore goes through: the declared limits were in force before.
   let result: { name: string; cpuLimitMillicores: number }[] | null = null;
   if (patch.size > 0) {
@@ -596,14 +679,7 @@ export function decide(
       reason: "ResizeRequested",
       message: `resizing ${result.map((p) => `${p.name} to ${p.cpuLimitMillicores}m`).join(", ")}`,
     }
-    : {
-      type: "Applied",
-      status: "True",
-      reason: reasons.includes("Cooldown") ? "HeldByCooldown" : "InSync",
-      message: reasons.includes("Cooldown")
-        ? "limits applied; a decrease waits for the cooldown"
-        : "the kubelet reports the allocated limits",
-    };
+    : heldCondition(reasons);
   const state = allSkipped
     ? "Skipped"
     : failed
@@ -620,7 +696,23 @@ export function decide(
     reasons,
     baseline,
     restoring: false,
+    urgency: result === null ? null : protective ? "protective" : "deferrable",
   };
+}
+
+/** The Applied condition when nothing is patched: in sync, or why a change waits. */
+function heldCondition(reasons: string[]): PolicyCondition {
+  const [reason, message] = reasons.includes("ResizeBudget")
+    ? [
+      "HeldByResizeBudget",
+      "limits applied; a change waits until the pod's resizes of the last minute allow it",
+    ]
+    : reasons.includes("Cooldown")
+    ? ["HeldByCooldown", "limits applied; a decrease waits for the cooldown"]
+    : reasons.includes("ElasticRamp")
+    ? ["HeldByRamp", "limits applied; an elastic pod's increase waits for its next step"]
+    : ["InSync", "the kubelet reports the allocated limits"];
+  return { type: "Applied", status: "True", reason, message };
 }
 
 /** The decision while giving the declared limits back. */
@@ -654,6 +746,7 @@ function restoreDecision(
     reasons: [restore.reason],
     baseline,
     restoring: result !== null,
+    urgency: result === null ? null : "protective",
   };
 }
 
@@ -673,7 +766,16 @@ export function recordPatch(
   nowMs: number,
   awaiting: { uid: string; generation: number } | null = null,
 ): PodMemory {
-  return { ...memory, lastResizeAtMs: nowMs, patchedAtMs: nowMs, awaiting };
+  const recent = [...(memory.recentResizesAtMs ?? []), nowMs]
+    .filter((t) => t > nowMs - RESIZE_BUDGET_WINDOW_MS)
+    .slice(-16);
+  return {
+    ...memory,
+    lastResizeAtMs: nowMs,
+    patchedAtMs: nowMs,
+    awaiting,
+    recentResizesAtMs: recent,
+  };
 }
 
 /**

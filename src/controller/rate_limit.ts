@@ -29,10 +29,12 @@ export class TokenBucket {
     this.#at = Math.max(this.#at, nowMs);
   }
 
-  /** Milliseconds until a token is available (0 when one is). */
-  waitMs(nowMs: number): number {
+  /** Milliseconds until `needed` tokens are available (0 when they are; default 1). */
+  waitMs(nowMs: number, needed = 1): number {
     this.#refill(nowMs);
-    return this.#tokens >= 1 ? 0 : Math.ceil(((1 - this.#tokens) / this.perSecond) * 1000);
+    return this.#tokens >= needed
+      ? 0
+      : Math.ceil(((needed - this.#tokens) / this.perSecond) * 1000);
   }
 
   /** Takes a token; call only when {@link TokenBucket.waitMs} is 0. */
@@ -58,14 +60,25 @@ export class ResizeRateLimiter {
     this.#perNode = perNode;
   }
 
-  /** Takes a token from both buckets and returns 0, or returns how long to wait (taking nothing). */
-  tryTake(node: string, nowMs: number): number {
+  /**
+   * Takes a token from both buckets and returns 0, or returns how long to
+   * wait (taking nothing). A `deferrable` resize (an elastic pod's increase, a
+   * protected pod's decrease) takes one only while the node's bucket holds
+   * more than half its burst: the rest is kept for protective resizes, which
+   * are so served first when a node's budget runs short.
+   */
+  tryTake(
+    node: string,
+    nowMs: number,
+    urgency: "protective" | "deferrable" = "protective",
+  ): number {
     let bucket = this.#nodes.get(node);
     if (bucket === undefined) {
       bucket = new TokenBucket(this.#perNode.perSecond, this.#perNode.burst, nowMs);
       this.#nodes.set(node, bucket);
     }
-    const wait = Math.max(this.#global.waitMs(nowMs), bucket.waitMs(nowMs));
+    const needed = urgency === "deferrable" ? Math.max(1, bucket.burst / 2 + 1) : 1;
+    const wait = Math.max(this.#global.waitMs(nowMs), bucket.waitMs(nowMs, needed));
     if (wait > 0) return wait;
     this.#global.take(nowMs);
     bucket.take(nowMs);

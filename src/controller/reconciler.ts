@@ -595,7 +595,9 @@ export class ResizeController {
         );
       } else {
         // Restores are never rate limited: they give back what MBCAS took.
-        const wait = decision.restoring ? 0 : this.#limiter.tryTake(pod.spec?.nodeName ?? "", now);
+        const wait = decision.restoring
+          ? 0
+          : this.#limiter.tryTake(pod.spec?.nodeName ?? "", now, decision.urgency ?? "protective");
         if (wait > 0) {
           this.stats.resizes.rateLimited++;
           this.#metrics.resizes.inc({ result: "rate_limited" });

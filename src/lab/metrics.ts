@@ -8,18 +8,30 @@
  * - utilisation: CPU used by all pods over the node's allocatable × time;
  * - fairness: Jain's index (Σx)² / (n·Σx²) of the CPU the contending
  *   equal-weight pods got while all of them were busy (≥ 100m each);
+ * - work done: of each latency and bursty pod outside the batch role, the
+ *   fraction of the work it asked for that got done (requests completed over
+ *   requests that arrived; CPU a bursty pod got in its on phases over the
+ *   threads it ran × 1000m);
  * - spike to limit: from each scheduled demand spike to the first kernel
  *   limit change that raises the pod's limit (0 when the limit already met
  *   the need or there is none); spikes never answered before the pod's
  *   next spike or the end are counted as unanswered, not timed;
- * - resizes: kernel limit changes, in total and the most any pod had in any
- *   60-second window.
+ * - load step to elastic limits down: from each load step of a latency pod
+ *   to the first kernel limit cut of each elastic-tier pod;
+ * - resizes: kernel limit changes, in total, the most any pod had in any
+ *   60-second window, and per pod and whole minute of the run (p95, max).
  *
  * @module
  */
 import { type BenchRow, percentile } from "./report.ts";
-import type { Scenario } from "./scenario.ts";
+import { type Scenario, type ScenarioPod, workloadSeed } from "./scenario.ts";
 import type { LabRun } from "./types.ts";
+import {
+  arrivalSeconds,
+  isOnPhase,
+  parseWorkloadArgs,
+  type WorkloadPlan,
+} from "./_workload_plan.ts";
 
 /** A bench row with what the table shows beyond the chart. */
 export interface LabBenchRow extends BenchRow {
@@ -29,6 +41,51 @@ export interface LabBenchRow extends BenchRow {
   maxResizesPerPodPerMinute: number;
   /** Requests completed by the latency pods. */
   requests: number;
+  /**
+   * Fraction of the work asked for that got done, by latency or bursty pod
+   * outside the batch role (see {@link workDone}); null when nothing was asked.
+   */
+  workDone: Record<string, number | null>;
+  /**
+   * Median seconds from a latency pod's load step to the first kernel limit
+   * cut of an elastic pod (see {@link elasticStepResponses}); null when none
+   * was answered.
+   */
+  elasticStepP50S: number | null;
+  /** Load step × elastic pod pairs answered by a limit cut / all such pairs. */
+  elasticStepsAnswered: [number, number];
+  /** 95th percentile (nearest rank) of kernel resizes per pod and minute (see {@link resizesPerPodMinute}); 0 without windows. */
+  resizesPerPodMinuteP95: number;
+  /** Most kernel resizes of one pod in one minute of {@link resizesPerPodMinute}; 0 without windows. */
+  resizesPerPodMinuteMax: number;
+}
+
+/** The kernel limit changes of one pod in one minute of a run. */
+export interface PodMinute {
+  /** Pod name. */
+  pod: string;
+  /** Start of the window, seconds since the run started (a multiple of 60). */
+  fromS: number;
+  /** End of the window, seconds (60 s later, or the end of the run for the last one). */
+  toS: number;
+  /** Kernel resizes of the pod with `fromS ≤ t < toS` (`≤ toS` in the run's last window). */
+  resizes: number;
+}
+
+/** How fast an elastic pod's kernel limit came down after a latency pod's load step. */
+export interface ElasticStepResponse {
+  /** The latency pod whose load stepped up. */
+  latencyPod: string;
+  /** When, seconds since the run started. */
+  atS: number;
+  /** The elastic-tier pod. */
+  elasticPod: string;
+  /**
+   * Seconds (one decimal) from the step to the first kernel limit cut of the
+   * elastic pod before the next latency load step (or the run's end); null
+   * when there was none.
+   */
+  seconds: number | null;
 }
 
 /** Jain's fairness index of non-negative shares; null for fewer than two or all zero. */
@@ -73,6 +130,141 @@ export function maxResizesPerMinute(run: LabRun): number {
   return most;
 }
 
+/**
+ * The kernel resizes of each pod of `run.pods` in each whole minute of the
+ * run: windows [0, 60), [60, 120), … up to `durationSeconds`; the last,
+ * partial window [60k, durationSeconds] counts only when it is at least 30 s
+ * long (a shorter one would read as a calmer or busier minute than it was)
+ * and includes its end. Ordered by pod (as in `run.pods`), then time.
+ */
+export function resizesPerPodMinute(run: LabRun): PodMinute[] {
+  const end = Number.isFinite(run.durationSeconds) ? run.durationSeconds : 0;
+  const windows: [number, number][] = [];
+  for (let from = 0; from < end; from += 60) {
+    const to = Math.min(from + 60, end);
+    if (to - from >= 30) windows.push([from, to]);
+  }
+  return run.pods.flatMap((pod) => {
+    const times = run.resizes.filter((r) => r.pod === pod.name).map((r) => r.t);
+    return windows.map(([fromS, toS]) => ({
+      pod: pod.name,
+      fromS,
+      toS,
+      resizes: times.filter((t) => t >= fromS && (t < toS || (toS === end && t === end))).length,
+    }));
+  });
+}
+
+/**
+ * For each load step of a latency pod (the scenario's spikes of the pods in
+ * `roles.latency`) and each elastic-tier pod (`roles.elastic`) with a sample
+ * between the step and the next latency load step (or the run's end): the
+ * seconds from the step to the first kernel limit cut of the elastic pod
+ * (a resize to a lower limit, or from unlimited to a limit) at or after the
+ * step and before the next latency load step; null when there was none.
+ * Ordered by step, then elastic pod as the roles list them.
+ */
+export function elasticStepResponses(run: LabRun, scenario: Scenario): ElasticStepResponse[] {
+  const steps = scenario.spikes.filter((s) => scenario.roles.latency.includes(s.pod))
+    .sort((a, b) => a.atS - b.atS);
+  const out: ElasticStepResponse[] = [];
+  for (const step of steps) {
+    const next = steps.find((s) => s.atS > step.atS)?.atS;
+    const until = next ?? run.durationSeconds;
+    for (const pod of scenario.roles.elastic) {
+      const present = run.samples.some((s) => s.pod === pod && s.t >= step.atS && s.t <= until);
+      if (!present) continue;
+      const cuts = run.resizes.filter((r) =>
+        r.pod === pod && r.t >= step.atS && (next === undefined || r.t < next) &&
+        r.toMillicores !== null && (r.fromMillicores === null || r.toMillicores < r.fromMillicores)
+      );
+      const first = cuts.length === 0 ? null : Math.min(...cuts.map((r) => r.t));
+      out.push({
+        latencyPod: step.pod,
+        atS: step.atS,
+        elasticPod: pod,
+        seconds: first === null ? null : Math.round((first - step.atS) * 10) / 10,
+      });
+    }
+  }
+  return out;
+}
+
+/**
+ * The fraction of the work each latency or bursty pod of the scenario
+ * (outside `roles.batch`) asked for that got done; null when it asked for
+ * nothing.
+ *
+ * - bursty: every recorded second t of the pod (its sample covers
+ *   (t − 1, t]) in which its workload is in an on phase at t − 0.5 (phases
+ *   from its options, in seconds since the epoch, which is the run's second
+ *   0) asks for parallelism × 1000m and gets min(usage, that); the fraction
+ *   is what it got over what it asked, summed over those seconds.
+ * - latency: requests completed (latencies the run recorded for the pod)
+ *   over the arrivals its workload scheduled in [0, durationSeconds],
+ *   recomputed from its rate schedule and its seed
+ *   ({@link workloadSeed} of the run's seed). The run records the
+ *   workload's lines of seconds 1 to durationSeconds, and the line of
+ *   second 1 covers (0, 1], so arrivals count from 0. A request still
+ *   queued at the end counts as not done.
+ *
+ * Throws an Error naming the pod and the option when a pod's workload
+ * options do not parse.
+ */
+export function workDone(run: LabRun, scenario: Scenario): Record<string, number | null> {
+  const end = Number.isFinite(run.durationSeconds) ? run.durationSeconds : 0;
+  const out: Record<string, number | null> = {};
+  const pods = workDonePods(scenario);
+  for (const pod of scenario.pods) {
+    if (!pods.includes(pod.name)) continue;
+    const plan = workloadPlan(pod, workloadSeed(run.seed, pod.name));
+    let asked = 0;
+    let done = 0;
+    if (plan.kind === "bursty") {
+      const perSecond = plan.parallelism * 1000;
+      for (const s of run.samples) {
+        if (s.pod !== pod.name || !isOnPhase(s.t - 0.5, plan.phases)) continue;
+        asked += perSecond;
+        const usage = Number.isFinite(s.usageMillicores) ? Math.max(0, s.usageMillicores) : 0;
+        done += Math.min(usage, perSecond);
+      }
+    } else if (plan.kind === "latency") {
+      for (const t of arrivalSeconds(plan.schedule, plan.seed)) {
+        if (t > end) break;
+        asked++;
+      }
+      for (const l of run.latencies) if (l.pod === pod.name) done += l.latenciesMs.length;
+    }
+    out[pod.name] = asked === 0 ? null : done / asked;
+  }
+  return out;
+}
+
+/** The pods {@link workDone} is about: latency and bursty pods outside `roles.batch`, in scenario order. */
+export function workDonePods(scenario: Scenario): string[] {
+  return scenario.pods.filter((p) =>
+    (p.workload === "latency" || p.workload === "bursty") && !scenario.roles.batch.includes(p.name)
+  ).map((p) => p.name);
+}
+
+/** A scenario pod's workload plan, as its workload parses its options. */
+function workloadPlan(pod: ScenarioPod, seed: number): WorkloadPlan {
+  const outcome = parseWorkloadArgs([
+    "--kind",
+    pod.workload,
+    "--out",
+    "x",
+    "--epoch-ms",
+    "0",
+    "--seed",
+    String(seed),
+    ...pod.args,
+  ], 0);
+  if (outcome.status === "plan") return outcome.plan;
+  const why = outcome.status === "error" ? outcome.message : "--help is not a workload";
+  throw new Error(`pod ${JSON.stringify(pod.name)}: args ${JSON.stringify(pod.args)}: ${why}`);
+}
+
 /** The bench row of one run. */
 export function benchRow(run: LabRun, scenario: Scenario): LabBenchRow {
   const { roles } = scenario;
@@ -93,6 +285,9 @@ export function benchRow(run: LabRun, scenario: Scenario): LabBenchRow {
   const used = cpuSeconds(run.pods.map((p) => p.name));
   const responses = spikeResponses(run, scenario);
   const timed = responses.filter((r): r is number => r !== null);
+  const steps = elasticStepResponses(run, scenario);
+  const stepTimes = steps.map((s) => s.seconds).filter((s): s is number => s !== null);
+  const perMinute = resizesPerPodMinute(run).map((w) => w.resizes);
   return {
     policy: run.policy,
     latencyP50Ms: percentile(latencies, 50),
@@ -109,6 +304,11 @@ export function benchRow(run: LabRun, scenario: Scenario): LabBenchRow {
     spikesAnswered: [timed.length, responses.length],
     maxResizesPerPodPerMinute: maxResizesPerMinute(run),
     requests: latencies.length,
+    workDone: workDone(run, scenario),
+    elasticStepP50S: percentile(stepTimes, 50),
+    elasticStepsAnswered: [stepTimes.length, steps.length],
+    resizesPerPodMinuteP95: percentile(perMinute, 95) ?? 0,
+    resizesPerPodMinuteMax: Math.max(0, ...perMinute),
   };
 }
 

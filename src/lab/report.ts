@@ -502,6 +502,7 @@ function cpuChart(run: LabRun, stats: PodStats, xMax: number): string {
     x.usageMillicores,
     x.demandMillicores,
     x.allocationMillicores,
+    x.guaranteeMillicores ?? null,
     x.limitMillicores,
   ]);
   const capacity = run.nodeCapacityMillicores;
@@ -512,7 +513,8 @@ function cpuChart(run: LabRun, stats: PodStats, xMax: number): string {
   const neverLimited = s.every((x) => x.limitMillicores === null);
   return renderLineChart({
     id: `cpu-${stats.index}`,
-    title: `CPU of pod ${stats.pod.name}: demand, allocation, kernel limit and usage (millicores)`,
+    title:
+      `CPU of pod ${stats.pod.name}: demand, market limit and guarantee, kernel limit and usage (millicores)`,
     xMax,
     y: linearScale(0, top * 1.04, 10),
     yLabel: "CPU (millicores)",
@@ -527,11 +529,21 @@ function cpuChart(run: LabRun, stats: PodStats, xMax: number): string {
         absent: "unlimited throughout",
       },
       {
-        label: "allocation",
+        label: "market limit",
         color: "#0072B2",
         width: 2,
         step: true,
         points: s.map((x) => ({ t: x.t, v: x.allocationMillicores })),
+        absent: "not recorded",
+      },
+      {
+        label: "guarantee",
+        color: "#CC79A7",
+        width: 2,
+        dash: "4 3",
+        step: true,
+        // Runs recorded before guarantees have no such field: not recorded.
+        points: s.map((x) => ({ t: x.t, v: x.guaranteeMillicores ?? null })),
         absent: "not recorded",
       },
       {
@@ -736,11 +748,14 @@ svg.chart{display:block;max-width:100%;height:auto}
 /**
  * The report of one lab run: a self-contained HTML page (inline CSS and SVG,
  * no scripts, no external resources) with the run's header, a summary table
- * per pod, a CPU chart per pod (demand, allocation, kernel limit, usage, with
- * the node capacity and the request as reference lines; the capacity is only
- * named when the pod's data stays under a quarter of it, so that an idle pod's
- * chart is not flat), a throttling chart,
- * a latency chart with a percentile table (when there are latency pods) and a
+ * per pod, a CPU chart per pod (demand; the market's two outputs, the limit
+ * it published and the CPU it guarantees under contention, labelled "market
+ * limit" and "guarantee"; kernel limit; usage; with the node capacity and
+ * the request as reference lines; the capacity is only named when the pod's
+ * data stays under a quarter of it, so that an idle pod's chart is not flat;
+ * a series a run did not record, such as the guarantee of runs recorded
+ * before it existed, is named "not recorded" and not drawn), a throttling
+ * chart, a latency chart with a percentile table (when there are latency pods) and a
  * price chart (when any price is not null). Charts are `svg[data-chart]`:
  * `cpu-<pod index>`, `throttling`, `latency` and `price`; a chart without
  * data is replaced by a "no data" note. Pure and deterministic.
@@ -786,6 +801,7 @@ export function renderReport(run: LabRun): string {
     `</section>`,
     `<section id="cpu">`,
     `<h2>CPU per pod</h2>`,
+    `<p class="note">With MBCAS the market has two outputs per pod: the market limit it publishes (the CPU limit MBCAS resizes the pod to; the kernel limit shows it once the kubelet has applied it) and the guarantee, the CPU the pod keeps when every pod wants more than its share.</p>`,
     ...cpu,
     `</section>`,
     `<section id="throttling">`,

@@ -27,7 +27,8 @@ import {
   readSample,
 } from "../cgroup/mod.ts";
 import { AGENT_OPTIONS, PRIORITY_ANNOTATION } from "../agent/mod.ts";
-import { CONTROLLER_OPTIONS, MANAGED_LABEL } from "../controller/mod.ts";
+import { CONTROLLER_OPTIONS } from "../controller/mod.ts";
+import { MANAGED_LABEL, TIER_ANNOTATION } from "../managed/mod.ts";
 import { errorMessage, makeApiClient, patchPodResize } from "../k8s/mod.ts";
 import {
   buildLocalImages,
@@ -37,7 +38,7 @@ import {
   localClusterMissing,
   startLocalCluster,
 } from "../cluster/mod.ts";
-import type { Scenario } from "./scenario.ts";
+import { type Scenario, workloadSeed } from "./scenario.ts";
 import type { LabLatencies, LabPolicy, LabPrice, LabRun, LabSample } from "./types.ts";
 import {
   addSample,
@@ -227,6 +228,7 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
           throttledMillicores: Math.round(s.throttledMillicores),
           demandMillicores: agent?.demand.get(pod.name) ?? null,
           allocationMillicores: pa?.allocation ?? null,
+          guaranteeMillicores: pa?.guarantee ?? null,
           limitMillicores: s.limitMillicores === null ? null : Math.round(s.limitMillicores),
         });
         if (vpa !== null) {
@@ -268,6 +270,7 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
       workload: p.workload,
       requestMillicores: p.requestMillicores,
       limitMillicores: p.limitMillicores,
+      tier: p.tier ?? "protected" as const,
     }));
     return {
       scenario: scenario.name,
@@ -308,9 +311,10 @@ function podManifest(
     metadata: {
       name: pod.name,
       namespace: LAB_NAMESPACE,
-      annotations: pod.priority === undefined
-        ? {}
-        : { [PRIORITY_ANNOTATION]: String(pod.priority) },
+      annotations: {
+        ...(pod.priority === undefined ? {} : { [PRIORITY_ANNOTATION]: String(pod.priority) }),
+        ...(pod.tier === undefined ? {} : { [TIER_ANNOTATION]: pod.tier }),
+      },
     },
     spec: {
       terminationGracePeriodSeconds: 2,
@@ -328,7 +332,7 @@ function podManifest(
           "--epoch-ms",
           String(run.epochMs),
           "--seed",
-          String(run.seed + hashName(pod.name)),
+          String(workloadSeed(run.seed, pod.name)),
           ...pod.args,
         ],
         resources: {
@@ -498,17 +502,11 @@ async function agentMetricsUrl(core: k8s.CoreV1Api): Promise<string> {
   return `http://${pod.status.podIP}:${AGENT_OPTIONS["metrics-port"].default}/metrics`;
 }
 
-function hashName(text: string): number {
-  let h = 2166136261;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619) >>> 0;
-  return h % 1_000_000;
-}
-
-/** The published allocation of each pod (its PodAllocation's first container), millicores. */
+/** The published limit and guarantee of each pod (its PodAllocation's first container), millicores. */
 async function readMarket(
   custom: k8s.CustomObjectsApi,
-): Promise<Map<string, { allocation: number | null }>> {
-  const out = new Map<string, { allocation: number | null }>();
+): Promise<Map<string, { allocation: number | null; guarantee: number | null }>> {
+  const out = new Map<string, { allocation: number | null; guarantee: number | null }>();
   try {
     const list = await custom.listNamespacedCustomObject({
       group: GROUP,
@@ -518,7 +516,11 @@ async function readMarket(
     }) as { items: { spec: PodAllocationSpec }[] };
     for (const pa of list.items) {
       const limit = pa.spec.containers[0]?.cpuLimit;
-      out.set(pa.spec.podName, { allocation: limit === undefined ? null : parseMillicores(limit) });
+      const guarantee = pa.spec.containers[0]?.cpuGuarantee;
+      out.set(pa.spec.podName, {
+        allocation: limit === undefined ? null : parseMillicores(limit),
+        guarantee: guarantee === undefined ? null : parseMillicores(guarantee),
+      });
     }
   } catch {
     // a missed second stays empty

@@ -21,6 +21,8 @@ export interface ScenarioPod {
   args: string[];
   /** `mbcas.io/priority` (the market weight is request × priority); default 1. */
   priority?: number;
+  /** `mbcas.io/tier`; default protected. */
+  tier?: "protected" | "elastic";
 }
 
 /** A moment a pod's demand jumps (the lab bench times the kernel limit's answer). */
@@ -43,6 +45,8 @@ export interface ScenarioRoles {
   batch: string[];
   /** Equal-weight pods that contend for CPU at the same time (fairness). */
   contending: string[];
+  /** Pods of the elastic tier (their limits should come down when a latency pod's load steps up). */
+  elastic: string[];
 }
 
 /** A scenario at a given length. */
@@ -63,6 +67,19 @@ export interface Scenario {
   roles: ScenarioRoles;
 }
 
+/**
+ * The seed a pod's workload runs with (`--seed`): the run's seed plus a hash
+ * of the pod's name, so pods of one run draw different schedules and a run
+ * can be replayed (the lab bench recomputes a latency pod's arrivals from it).
+ */
+export function workloadSeed(runSeed: number, podName: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < podName.length; i++) {
+    h = Math.imul(h ^ podName.charCodeAt(i), 16777619) >>> 0;
+  }
+  return runSeed + (h % 1_000_000);
+}
+
 /** Scenario names. */
 export const SCENARIOS = ["mixed", "spike"] as const;
 /** A scenario name. */
@@ -78,9 +95,11 @@ const COST_MS = 8;
  * - `mixed`: a latency-critical service (priority 4) whose request rate
  *   steps up twice past its limit, a bursty service (priority 2, on/off), an
  *   always-hungry batch job, a second batch job that arrives at 30% and leaves
- *   at 80% of the run (equal weights), and an idle pod; total demand swings
- *   above and below the node's capacity.
- * - `spike`: one throttled service whose load jumps, then stops (the CI run).
+ *   at 80% of the run (equal weights, both elastic), and an idle pod; total
+ *   demand swings above and below the node's capacity.
+ * - `spike`: an idle service whose load steps up past its limit, then
+ *   stops, next to an elastic batch job (the CI run): the batch job's limit
+ *   rises into the idle CPU and comes down when the service needs it.
  */
 export function buildScenario(
   name: ScenarioName,
@@ -90,13 +109,14 @@ export function buildScenario(
   const d = durationSeconds;
   const at = (fraction: number) => Math.round(d * fraction);
   if (name === "spike") {
-    // 300m of work against a 150m limit for the first half, then nothing,
-    // next to a batch job that takes whatever it is given.
-    const rate = (300 / COST_MS).toFixed(1);
+    // The service is idle for the first 40% of the run, needs 500m against a
+    // 150m limit until 75%, then nothing; next to it an elastic batch job of
+    // two threads that takes whatever is left.
+    const rate = (500 / COST_MS).toFixed(1);
     return {
       name,
       description:
-        "a service throttled by its limit, whose load stops halfway, next to a batch job",
+        "an idle service whose load steps up past its limit, then stops, next to an elastic batch job",
       durationSeconds: d,
       allocatableMillicores,
       pods: [{
@@ -104,18 +124,29 @@ export function buildScenario(
         workload: "latency",
         requestMillicores: 100,
         limitMillicores: 150,
-        args: ["--rate-schedule", `0:${rate},${at(0.5)}:0`, "--cost-ms", String(COST_MS)],
+        args: [
+          "--rate-schedule",
+          `0:0,${at(0.4)}:${rate},${at(0.75)}:0`,
+          "--cost-ms",
+          String(COST_MS),
+        ],
       }, {
         name: "batch",
         workload: "batch",
         requestMillicores: 100,
         limitMillicores: 150,
-        // Two threads: it wants more than the node has, so the market is
-        // contended and no idle surplus lands on the service.
+        tier: "elastic",
+        // Two threads: it wants more than the node has.
         args: ["--parallelism", "2"],
       }],
-      spikes: [{ pod: "web", atS: 0, needMillicores: 300 }],
-      roles: { latency: ["web"], protected: ["web"], batch: ["batch"], contending: [] },
+      spikes: [{ pod: "web", atS: at(0.4), needMillicores: 500 }],
+      roles: {
+        latency: ["web"],
+        protected: ["web"],
+        batch: ["batch"],
+        contending: [],
+        elastic: ["batch"],
+      },
     };
   }
   const base = 25; // requests/s: 200m
@@ -165,6 +196,7 @@ export function buildScenario(
         workload: "batch",
         requestMillicores: 100,
         limitMillicores: 500,
+        tier: "elastic",
         args: ["--parallelism", "1"],
       },
       {
@@ -172,6 +204,7 @@ export function buildScenario(
         workload: "bursty",
         requestMillicores: 100,
         limitMillicores: 500,
+        tier: "elastic",
         args: [
           "--on-s",
           String(at(0.5)),
@@ -197,6 +230,7 @@ export function buildScenario(
       protected: ["web", "bursty"],
       batch: ["batch-a", "batch-b"],
       contending: ["batch-a", "batch-b"],
+      elastic: ["batch-a", "batch-b"],
     },
   };
 }

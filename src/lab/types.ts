@@ -22,6 +22,8 @@ export interface LabPod {
   requestMillicores: number;
   /** CPU limit as declared, millicores; null when the pod has none. */
   limitMillicores: number | null;
+  /** Its MBCAS tier (`mbcas.io/tier`); absent in runs recorded before tiers (protected). */
+  tier?: "protected" | "elastic";
 }
 
 /** One per-second observation of one pod. */
@@ -38,8 +40,14 @@ export interface LabSample {
   throttledMillicores: number;
   /** The agent's demand estimate, millicores; null without MBCAS. */
   demandMillicores: number | null;
-  /** The market's allocation, millicores; null without MBCAS. */
+  /** The limit the market published (PodAllocation `cpuLimit`), millicores; null without MBCAS. */
   allocationMillicores: number | null;
+  /**
+   * What the market guarantees the pod under contention (PodAllocation
+   * `cpuGuarantee`), millicores; null without MBCAS (and absent in runs
+   * recorded before guarantees).
+   */
+  guaranteeMillicores?: number | null;
   /** The CPU limit in the kernel (CFS quota), millicores; null when unlimited. */
   limitMillicores: number | null;
 }

@@ -164,6 +164,41 @@ export function minLimitRule(
   return { rule: parsed, warning: null };
 }
 
+/**
+ * Pod or namespace annotation: the pod's tier. `protected` (the default):
+ * latency-sensitive; it keeps the CPU it needs, its limit rises at once and
+ * comes down slowly. `elastic`: batch work; it runs on the CPU the protected
+ * pods leave idle, its limit comes down at once when they need it back and
+ * rises only in steps. A pod's annotation wins over its namespace's.
+ */
+export const TIER_ANNOTATION = "mbcas.io/tier";
+
+/** The tiers of the market. */
+export const TIERS = ["protected", "elastic"] as const;
+/** A tier. */
+export type Tier = typeof TIERS[number];
+
+/**
+ * A pod's tier from its (or its namespace's) `mbcas.io/tier` annotation. An
+ * invalid value falls back to `protected` (a typo never exposes a pod to
+ * immediate cuts), with a warning naming the value.
+ */
+export function tierOf(
+  pod: k8s.V1Pod,
+  namespace: k8s.V1Namespace | undefined,
+): { tier: Tier; warning: string | null } {
+  const text = pod.metadata?.annotations?.[TIER_ANNOTATION] ??
+    namespace?.metadata?.annotations?.[TIER_ANNOTATION];
+  if (text === undefined) return { tier: "protected", warning: null };
+  if ((TIERS as readonly string[]).includes(text)) return { tier: text as Tier, warning: null };
+  return {
+    tier: "protected",
+    warning: `annotation ${TIER_ANNOTATION}=${JSON.stringify(text)} is not one of ${
+      TIERS.join(", ")
+    }; using "protected"`,
+  };
+}
+
 /** The lowest limit a container may get, millicores: never below its request. */
 export function limitFloorMillicores(
   rule: MinLimitRule,

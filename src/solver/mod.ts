@@ -56,6 +56,30 @@
  * bound is kept, ties go to the smaller id, and the result does not depend on
  * the order of the bids. The input is never mutated.
  *
+ * ## Tiers: guarantees and limits ({@link settleMarket})
+ *
+ * The agent's market has two outputs per bid, because a CPU limit is a cap,
+ * not a reservation: the kernel's CPU weights (from requests) already share a
+ * contended node, so limits may add up to more than the node.
+ *
+ * - **Guarantee** g_i: what the bid gets when every bid wants its target.
+ *   Protected bids are cleared first, by the rules above (retain mode),
+ *   against the capacity minus the elastic floors; elastic bids are cleared
+ *   against what the protected guarantees leave. Σg ≤ C (unless the floors
+ *   alone exceed it: then every bid gets its floor).
+ * - **Limit** ℓ_i ≥ g_i: a protected bid runs under its target whenever its
+ *   tier is not contended; when it is, under its guarantee plus a share by
+ *   weight of what the protected bids leave idle (C − elastic floors −
+ *   headroom − Σ protected usage), up to its target. The elastic tier runs on its
+ *   budget B = max(Σ elastic guarantees, C − headroom − Σ protected usage):
+ *   the CPU the protected bids leave idle. B is water-filled by weight over
+ *   the elastic bids between guarantee and target, so only a bid whose
+ *   target exceeds its guarantee (unmet demand) gets more than its
+ *   guarantee, and no bid more than its target.
+ *
+ * Both steps are the exact clearing above, so settlements are exact,
+ * deterministic and independent of the order of the bids.
+ *
  * @example
  * ```ts
  * import { clearMarket } from "./mod.ts";
@@ -72,5 +96,6 @@
  * @module
  */
 export { clearMarket } from "./_clearing.ts";
+export { settleMarket } from "./_settle.ts";
 export { MarketInputError, parseMarket, parseMarketJson } from "./parse.ts";
-export type { Bid, Clearing, Market, SurplusMode } from "./types.ts";
+export type { Bid, BidTier, Clearing, Market, Settlement, SurplusMode } from "./types.ts";

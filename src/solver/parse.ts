@@ -37,6 +37,9 @@ const RULES: Record<string, string> = {
   floor: `must be a non-negative integer number of millicores, at most ${MAX_MILLICORES}`,
   demand: `must be a non-negative integer number of millicores, at most ${MAX_MILLICORES}`,
   cap: `must be a non-negative integer number of millicores, at most ${MAX_MILLICORES}`,
+  tier: `must be "protected" or "elastic"`,
+  usage: `must be a non-negative integer number of millicores, at most ${MAX_MILLICORES}`,
+  headroom: `must be a non-negative integer number of millicores, at most ${MAX_MILLICORES}`,
 };
 
 const millicores = z.number().int().min(0).max(MAX_MILLICORES);
@@ -47,11 +50,14 @@ const bidSchema = z.strictObject({
   floor: millicores,
   demand: millicores,
   cap: millicores,
+  tier: z.enum(["protected", "elastic"]).optional(),
+  usage: millicores.optional(),
 });
 
 const marketSchema = z.strictObject({
   capacity: millicores,
   surplus: z.enum(["distribute", "retain"]).optional(),
+  headroom: millicores.optional(),
   bids: z.array(bidSchema),
 });
 

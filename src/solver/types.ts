@@ -8,6 +8,13 @@
 /** What happens to capacity left over once every bid has its target. */
 export type SurplusMode = "distribute" | "retain";
 
+/**
+ * A bid's tier. `protected` (the default) bids are served first: their
+ * guarantees come out of the capacity before the elastic tier's (beyond the
+ * elastic floors). `elastic` bids run on what the protected bids leave idle.
+ */
+export type BidTier = "protected" | "elastic";
+
 /** One managed container's bid for CPU. All CPU amounts are integer millicores. */
 export interface Bid {
   /** Unique within the market, conventionally `namespace/pod/container`. */
@@ -20,6 +27,13 @@ export interface Bid {
   demand: number;
   /** Cap M ≥ f: the most this bid may get. */
   cap: number;
+  /** Its tier; `protected` when absent (read by the tiered settlement only). */
+  tier?: BidTier;
+  /**
+   * The CPU it uses now, millicores (for a protected bid: what the elastic
+   * limits must leave it); its target when absent.
+   */
+  usage?: number;
 }
 
 /** A market to clear: one node's CPU capacity and the bids for it. */
@@ -30,6 +44,8 @@ export interface Market {
   surplus?: SurplusMode;
   /** The bids; ids are unique. */
   bids: Bid[];
+  /** CPU the elastic limits leave free for the protected bids to grow into, millicores (default 0). */
+  headroom?: number;
 }
 
 /** The result of clearing a market. */
@@ -45,5 +61,33 @@ export interface Clearing {
   /** True when the bids' targets add up to more than the capacity. */
   contended: boolean;
   /** True when the floors alone add up to more than the capacity (floors are still granted). */
+  oversubscribed: boolean;
+}
+
+/**
+ * The two outputs of the tiered market (see `settleMarket`): what each bid is
+ * guaranteed under contention, and the limit it runs under. Guarantees add
+ * up to at most the capacity; limits may add up to more (a limit is a cap,
+ * not a reservation).
+ */
+export interface Settlement {
+  /** Guarantee per bid id, integer millicores: what it gets when every bid wants its target. */
+  guarantees: Record<string, number>;
+  /** Limit per bid id, integer millicores: never below the guarantee. */
+  limits: Record<string, number>;
+  /**
+   * CPU the elastic tier may run on: the capacity minus the headroom minus
+   * what the protected bids use, never below the elastic guarantees, millicores.
+   */
+  elasticBudget: number;
+  /**
+   * Weight per millicore at the margin of the first contended tier (the
+   * protected tier's when it is contended, else the elastic tier's); 0 when
+   * no tier is contended; `null` when unbounded.
+   */
+  price: number | null;
+  /** True when the targets of all bids add up to more than the capacity. */
+  contended: boolean;
+  /** True when the floors alone add up to more than the capacity. */
   oversubscribed: boolean;
 }

@@ -119,7 +119,7 @@ requireOrSkip(
         );
         assert.match(
           text,
-          /POD\s+CONTAINER\s+FLOOR\s+USAGE\s+THROTTLED\s+DEMAND\s+WEIGHT\s+CAP\s+ALLOCATION\s+DECLARED/,
+          /POD\s+CONTAINER\s+TIER\s+FLOOR\s+USAGE\s+THROTTLED\s+DEMAND\s+WEIGHT\s+CAP\s+GUARANTEE\s+LIMIT\s+DECLARED/,
         );
         assert.match(text, /shop\/batch\s+app\s+500m\s+\d+m\s+\d+%\s+\d+m\s+500\s+2000m\s+\S+/);
         assert.match(text, /shop\/web\s+app\s+500m/);

@@ -61,9 +61,17 @@ Deno.test("bids: weight = request × priority, floor = request, cap = min(config
   });
   assert.deepEqual(warnings, []);
   assert.deepEqual(market.bids, [
-    { id: "shop/web/app", weight: 1000, floor: 500, demand: 1500, cap: 3000 },
-    { id: "shop/batch/worker", weight: 250, floor: 250, demand: 3000, cap: 1500 },
+    { id: "shop/web/app", weight: 1000, floor: 500, demand: 1500, cap: 3000, tier: "protected" },
+    {
+      id: "shop/batch/worker",
+      weight: 250,
+      floor: 250,
+      demand: 3000,
+      cap: 1500,
+      tier: "protected",
+    },
   ]);
+  assert.equal(market.headroom, 200, "5% of the capacity by default");
   assert.equal(bidsByPod.get("shop/batch")?.length, 1);
   assert.equal(market.capacity, 4000);
   assert.equal(unmeasured.size, 0);
@@ -81,6 +89,8 @@ Deno.test("bids: no measurement, no resize: a container without a fresh estimate
     floor: 700,
     demand: 700,
     cap: 700,
+    tier: "protected",
+    usage: 700,
   });
   assert.deepEqual([...unmeasured], ["shop/new/app"]);
   const clearing = clearMarket(market);

@@ -1,7 +1,8 @@
 /**
  * Plausible synthetic lab runs for the report's tests: a latency pod, a
  * bursty pod, a batch pod and an idle pod sharing a node, one sample a second,
- * from a seeded generator (the same options give the same run).
+ * from a seeded generator (the same options give the same run); and small
+ * hand-built runs and bench rows for the bench figures' tests.
  */
 import type {
   LabLatencies,
@@ -14,6 +15,7 @@ import type {
   WorkloadKind,
 } from "../../src/lab/types.ts";
 import type { BenchRow } from "../../src/lab/report.ts";
+import type { LabBenchRow } from "../../src/lab/metrics.ts";
 import { mulberry32 } from "../../src/lab/_workload_plan.ts";
 
 /** Options of {@link syntheticRun}. */
@@ -103,12 +105,15 @@ export function syntheticRun(options: SyntheticOptions = {}): LabRun {
     for (const pod of pods) {
       const w = want.get(pod.name)!;
       let allocation: number | null = null;
+      let guarantee: number | null = null;
       let demand: number | null = null;
       if (mbcas) {
         const est = demandEstimate.get(pod.name)! * 0.6 + w * 0.4;
         demandEstimate.set(pod.name, est);
         demand = Math.round(est);
         allocation = Math.round(Math.max(pod.requestMillicores, est * scale * 1.15));
+        // What the pod keeps under contention: its request, up to its scaled demand.
+        guarantee = Math.min(allocation, Math.round(Math.max(pod.requestMillicores, est * scale)));
         if (total > CAPACITY) contended = true;
         const previous = limits.get(pod.name) ?? null;
         if (t % 5 === 0 && previous !== allocation) {
@@ -127,6 +132,7 @@ export function syntheticRun(options: SyntheticOptions = {}): LabRun {
         throttledMillicores: Math.round(throttled),
         demandMillicores: demand,
         allocationMillicores: allocation,
+        guaranteeMillicores: guarantee,
         limitMillicores: limit,
       });
       if (pod.workload === "latency") {
@@ -215,3 +221,68 @@ export const SYNTHETIC_CHART_IDS = [
   "latency",
   "price",
 ];
+
+/** A sample of `pod` at second `t`: `usage` millicores under `limit`, nothing else recorded. */
+export function handSample(
+  t: number,
+  pod: string,
+  usage: number,
+  limit: number | null = null,
+): LabSample {
+  return {
+    t,
+    pod,
+    usageMillicores: usage,
+    throttledRatio: 0,
+    throttledMillicores: 0,
+    demandMillicores: null,
+    allocationMillicores: null,
+    limitMillicores: limit,
+  };
+}
+
+/** A hand-built run: the given parts, nothing else recorded (seed 1, 2000m node, 120 s). */
+export function handRun(parts: Partial<LabRun> = {}): LabRun {
+  return {
+    scenario: "mixed",
+    policy: "mbcas",
+    seed: 1,
+    startedAt: "2026-01-01T00:00:00.000Z",
+    durationSeconds: 120,
+    nodeCapacityMillicores: 2000,
+    pods: [],
+    samples: [],
+    prices: [],
+    latencies: [],
+    resizes: [],
+    ...parts,
+  };
+}
+
+/**
+ * A bench row of the `mixed` scenario's pods (web, bursty, batch-a, batch-b,
+ * idle) with middling figures, `overrides` on top.
+ */
+export function labBenchRow(policy: LabPolicy, overrides: Partial<LabBenchRow> = {}): LabBenchRow {
+  return {
+    policy,
+    latencyP50Ms: 10,
+    latencyP99Ms: 100,
+    throttledSeconds: { web: 10, bursty: 20, "batch-a": 0, "batch-b": 0, idle: 0 },
+    batchCpuSeconds: 100,
+    utilisation: 0.8,
+    fairness: 0.99,
+    resizes: 0,
+    spikeToLimitP50S: null,
+    spikeToLimitP99S: null,
+    spikesAnswered: [0, 7],
+    maxResizesPerPodPerMinute: 0,
+    requests: 5000,
+    workDone: { web: 0.99, bursty: 0.95 },
+    elasticStepP50S: null,
+    elasticStepsAnswered: [0, 4],
+    resizesPerPodMinuteP95: 0,
+    resizesPerPodMinuteMax: 0,
+    ...overrides,
+  };
+}

@@ -1,12 +1,19 @@
 /**
- * A short lab run through the whole chain on the local real node: the real
- * kubelet runs a latency service as a container of the lab image with a
- * 150m CFS quota, its load needs 300m for the first half and nothing after.
- * MBCAS, deployed from the shipped manifests, reads the kernel's throttling,
- * the market raises the allocation, the controller resizes the pod, and the
- * real kubelet rewrites the quota; after the load stops the limit comes down
- * again. Nothing is left behind: no node component, workload, cgroup or
- * mount.
+ * A short lab run through the whole chain on the local real node (the real
+ * kubelet, containerd and runc; MBCAS deployed from the shipped manifests):
+ * a latency service (protected, 150m limit) is idle for the first 40% of the
+ * run, then needs 500m until 75%, then nothing; next to it an elastic batch
+ * job of two threads (150m declared) wants more than the node has.
+ *
+ * - While the service is idle, the batch job's limit rises in the kernel
+ *   into the idle CPU, far beyond its declared 150m.
+ * - When the service's load steps up, the agent sees its need rise, the
+ *   elastic budget shrinks, the controller cuts the batch job's limit at
+ *   once, and the real kubelet rewrites its quota within seconds; the
+ *   service's own limit rises to its need.
+ * - After the load stops, the service's limit comes down again.
+ *
+ * Nothing is left behind: no node component, workload, cgroup or mount.
  */
 import assert from "node:assert/strict";
 import { labAllocatable, runLab } from "../../src/lab/run.ts";
@@ -34,76 +41,98 @@ function leftovers(): string[] {
 }
 
 requireOrSkip(
-  "lab (real CPU): MBCAS raises a throttled pod's limit through the whole chain and lowers it after the load stops",
+  "lab (real CPU): an elastic pod's limit rises into idle CPU and comes down within seconds when a protected pod's load steps up",
   realNodeMissing(),
   async () => {
     assert.deepEqual(leftovers(), [], "nothing of an earlier lab run is around");
-    const duration = 50;
+    const duration = 60;
     const scenario = buildScenario("spike", duration, labAllocatable());
+    const stepAt = scenario.spikes[0].atS;
+    const stopAt = Math.round(duration * 0.75);
     const run = await runLab({
       scenario,
       policy: "mbcas",
       seed: 3,
-      // A short memory and cooldown, so that a 50 s run shows the way down too.
+      // A short memory and cooldown, and a resize budget for a minute this
+      // busy, so that a 60 s run shows the way down too.
       mbcasFlags: {
         agent: ["--release-half-life-seconds", "4", "--market-interval-ms", "1000"],
-        controller: ["--cooldown-seconds", "5"],
+        controller: ["--cooldown-seconds", "5", "--max-resizes-per-pod-per-minute", "8"],
       },
     });
     assert.deepEqual(leftovers(), [], "no process, cgroup or mount left");
     assert.equal(run.durationSeconds, duration);
+    assert.equal(run.pods.find((p) => p.name === "batch")?.tier, "elastic");
     const web = run.samples.filter((s) => s.pod === "web");
+    const batch = run.samples.filter((s) => s.pod === "batch");
     assert.ok(web.length >= duration - 2, `a sample a second (${web.length})`);
+    assert.ok(batch.length >= duration - 2, `a sample a second (${batch.length})`);
     const declared = 150;
-    const loaded = web.filter((s) => s.t <= duration / 2);
-    const peak = Math.max(...loaded.map((s) => s.limitMillicores ?? 0));
-    assert.ok(peak >= 250, `the kernel limit rose from ${declared}m to ${peak}m under load`);
+
+    // 1. The elastic batch job's limit rose into the idle CPU before the step.
+    const idle = batch.filter((s) => s.t < stepAt);
+    const risen = Math.max(...idle.map((s) => s.limitMillicores ?? 0));
     assert.ok(
-      loaded.some((s) => (s.allocationMillicores ?? 0) >= 250),
-      "the published allocation rose",
+      risen >= 600,
+      `the batch job's kernel limit rose from ${declared}m to ${risen}m while the service idled`,
     );
-    const raises = run.resizes.filter((r) =>
-      r.pod === "web" && (r.toMillicores ?? Infinity) > (r.fromMillicores ?? 0)
+    assert.ok(
+      idle.some((s) => (s.usageMillicores ?? 0) >= 500),
+      `the batch job used the idle CPU (${idle.map((s) => s.usageMillicores)})`,
     );
-    assert.ok(raises.length >= 1, "a kernel resize raised the limit");
+    const published = batch.filter((s) =>
+      s.guaranteeMillicores != null && s.allocationMillicores != null
+    );
+    assert.ok(published.length > 0, "the batch job's guarantee and limit were published");
+    for (const s of published) {
+      assert.ok(
+        s.allocationMillicores! >= s.guaranteeMillicores!,
+        `t=${s.t}: limit ${s.allocationMillicores}m ≥ guarantee ${s.guaranteeMillicores}m`,
+      );
+    }
+
+    // 2. When the service's load stepped up, the batch job's limit came down in the
+    // kernel within seconds (sampling, market, controller, kubelet).
+    const cut = run.resizes.find((r) =>
+      r.pod === "batch" && r.t >= stepAt &&
+      (r.toMillicores ?? Infinity) < (r.fromMillicores ?? Infinity)
+    );
+    assert.ok(cut !== undefined, "a kernel resize lowered the batch job's limit after the step");
+    const reaction = cut.t - stepAt;
+    assert.ok(
+      reaction <= 8,
+      `the batch job's limit came down ${
+        reaction.toFixed(1)
+      } s after the step (${cut.fromMillicores}m → ${cut.toMillicores}m)`,
+    );
+
+    // 3. The service's limit rose to its need, and it ran near it.
+    const loaded = web.filter((s) => s.t > stepAt && s.t <= stopAt);
+    const peak = Math.max(...loaded.map((s) => s.limitMillicores ?? 0));
+    assert.ok(peak >= 400, `the service's kernel limit rose from ${declared}m to ${peak}m`);
     const usage = loaded.slice(5).map((s) => s.usageMillicores).sort((a, b) => a - b);
     assert.ok(
-      usage[Math.floor(usage.length / 2)] >= 220,
-      `median usage ${usage} near the 300m need`,
+      usage[Math.floor(usage.length / 2)] >= 350,
+      `median usage ${usage} near the 500m need`,
     );
-    // After the load stops, the demand estimate decays (4 s half-life, 25 s:
-    // 1/64 of the gap is left), the allocation follows the demand, and the
-    // kernel limit follows the allocation. How far the allocation falls is not
-    // fixed: an idle pod's allocation still includes its share of the surplus,
-    // which depends on how much CPU the batch job gets from this 2-core
-    // machine (a clean-clone run saw 589m → 450m). So the test checks each
-    // link of the chain, not a fixed end value.
+    assert.ok(run.latencies.some((l) => l.latenciesMs.length > 0), "the service served requests");
+
+    // 4. After the load stopped, the service's demand estimate decayed (4 s
+    // half-life) and its limit came down again.
+    const tail = web.filter((s) => s.t > duration - 5);
     const peakDemand = Math.max(...loaded.map((s) => s.demandMillicores ?? 0));
-    const tail = web.filter((s) => s.t > duration - 10);
     const endDemand = tail[tail.length - 1].demandMillicores ?? Infinity;
     assert.ok(
       endDemand <= peakDemand * 0.5,
       `the demand estimate came down after the load stopped: ${peakDemand}m → ${endDemand}m`,
     );
-    const end = web[web.length - 1].limitMillicores ?? Infinity;
-    assert.ok(end < peak, `the limit came down after the load stopped: ${peak}m → ${end}m`);
-    const tailAllocations = tail.flatMap((s) =>
-      s.allocationMillicores === null ? [] : [s.allocationMillicores]
-    );
-    assert.ok(tailAllocations.length > 0, "the allocation was published in the last 10 s");
-    const tailAllocation = Math.max(...tailAllocations);
-    assert.ok(
-      end <= tailAllocation * 1.05 + 20,
-      `the kernel limit ${end}m followed the allocation down (≤ ${tailAllocation}m in the last 10 s)`,
-    );
     assert.ok(
       run.resizes.some((r) =>
-        r.pod === "web" && r.t > duration / 2 &&
+        r.pod === "web" && r.t > stopAt &&
         (r.toMillicores ?? Infinity) < (r.fromMillicores ?? Infinity)
       ),
-      "a kernel resize lowered the limit after the load stopped",
+      "a kernel resize lowered the service's limit after the load stopped",
     );
-    assert.ok(run.latencies.some((l) => l.latenciesMs.length > 0), "the service served requests");
     assert.match(renderReport(run), /data-chart="cpu-0"/);
   },
 );

@@ -9,6 +9,7 @@ import {
 import type { LabRun } from "../../src/lab/types.ts";
 import {
   expectedChartCount,
+  labBenchRow,
   SYNTHETIC_CHART_IDS,
   syntheticBenchRows,
   syntheticRun,
@@ -162,7 +163,8 @@ Deno.test("renderReport: a synthetic MBCAS run gives well-formed HTML with every
   const cpu = found.find((c) => c.id === "cpu-0")!;
   assert.deepEqual(cpu.series.map((s) => s.label), [
     "kernel limit (gap = unlimited)",
-    "allocation",
+    "market limit",
+    "guarantee",
     "demand estimate",
     "usage",
   ]);
@@ -212,8 +214,57 @@ Deno.test("renderReport: a null limit is a gap, and unlimited throughout is said
   ]);
   assert.deepEqual(found[2].series.map((s) => s.label), ["usage"]);
   assert.ok(html.includes("kernel limit (unlimited throughout)"));
-  assert.ok(html.includes("allocation (not recorded)"));
+  assert.ok(html.includes("market limit (not recorded)"));
+  assert.ok(html.includes("guarantee (not recorded)"));
   assert.ok(html.includes("no data (no price recorded)"));
+});
+
+Deno.test("renderReport: the guarantee and the market limit are drawn from their own values", () => {
+  // One pod: market limit 500m, guarantee 250m, no usage, over 10 s.
+  const run: LabRun = {
+    ...emptyRun(),
+    policy: "mbcas",
+    durationSeconds: 10,
+    pods: [{ name: "p", workload: "batch", requestMillicores: 100, limitMillicores: 500 }],
+    samples: Array.from({ length: 10 }, (_, i) => ({
+      t: i + 1,
+      pod: "p",
+      usageMillicores: 0,
+      throttledRatio: 0,
+      throttledMillicores: 0,
+      demandMillicores: null,
+      allocationMillicores: 500,
+      guaranteeMillicores: 250,
+      limitMillicores: 500,
+    })),
+  };
+  const [cpu] = assertChartsHaveData(renderReport(run));
+  const y = (label: string) =>
+    Number(/^M[\d.]+ ([\d.]+)/.exec(cpu.series.find((s) => s.label === label)!.d)![1]);
+  const zero = y("usage");
+  assert.ok(Math.abs((zero - y("guarantee")) * 2 - (zero - y("market limit"))) <= 0.2);
+  assert.ok(y("guarantee") > y("market limit"), "the guarantee is drawn below the limit");
+});
+
+Deno.test("renderReport: a run recorded before guarantees still draws the market limit", () => {
+  const run = syntheticRun();
+  for (const s of run.samples) delete s.guaranteeMillicores;
+  const html = renderReport(run);
+  assertWellFormed(html);
+  const found = assertChartsHaveData(html);
+  assert.deepEqual(found.map((c) => c.id), SYNTHETIC_CHART_IDS);
+  assert.deepEqual(found[0].series.map((s) => s.label), [
+    "kernel limit (gap = unlimited)",
+    "market limit",
+    "demand estimate",
+    "usage",
+  ]);
+  assert.ok(html.includes("guarantee (not recorded)"));
+  // A guarantee recorded in part of the run is drawn where it was.
+  const some = syntheticRun();
+  for (const s of some.samples) if (s.t > 60) s.guaranteeMillicores = null;
+  const partial = assertChartsHaveData(renderReport(some));
+  assert.equal(partial[0].series.find((s) => s.label === "guarantee")?.points, 60);
 });
 
 Deno.test("renderReport: pod names are escaped everywhere", () => {
@@ -327,6 +378,26 @@ Deno.test("renderComparisonSvg: one bar per policy and metric, n/a for nulls, es
   assert.ok(!svg.includes("<x&>"));
   for (const m of svg.matchAll(/height="(-?[\d.]+)"/g)) assert.ok(Number(m[1]) > 0);
   assert.equal(svg, renderComparisonSvg(structuredClone(benchRows())), "deterministic");
+});
+
+Deno.test("renderComparisonSvg: lab-bench rows with their extra figures draw as their bench rows", () => {
+  const rows = [labBenchRow("static"), labBenchRow("mbcas", { resizes: 12, fairness: null })];
+  const plain: BenchRow[] = rows.map((r) => ({
+    policy: r.policy,
+    latencyP50Ms: r.latencyP50Ms,
+    latencyP99Ms: r.latencyP99Ms,
+    throttledSeconds: r.throttledSeconds,
+    batchCpuSeconds: r.batchCpuSeconds,
+    utilisation: r.utilisation,
+    fairness: r.fairness,
+    resizes: r.resizes,
+    spikeToLimitP50S: r.spikeToLimitP50S,
+    spikeToLimitP99S: r.spikeToLimitP99S,
+  }));
+  const svg = renderComparisonSvg(rows);
+  assertWellFormed(svg);
+  assert.equal(svg, renderComparisonSvg(plain));
+  assert.match(svg, /data-policy="mbcas" data-group="" data-value="12"/);
 });
 
 Deno.test("renderComparisonSvg: no rows gives a well-formed SVG saying no data", () => {

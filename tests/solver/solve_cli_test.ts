@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { runSolveCli } from "../../src/cli/solve.ts";
-import { clearMarket } from "../../src/solver/mod.ts";
+import { clearMarket, settleMarket } from "../../src/solver/mod.ts";
 
 const CLI = new URL("../../src/cli/solve.ts", import.meta.url).pathname;
 
@@ -199,4 +199,46 @@ Deno.test("cli: unknown flag is a usage error with exit 2; --help exits 0", asyn
   const help = await solve("", ["--help"]);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /usage: deno task solve/);
+});
+
+Deno.test("cli: --tiered writes guarantees and limits; without it, tier fields leave the clearing as before", async () => {
+  const market = {
+    capacity: 2000,
+    headroom: 100,
+    bids: [
+      { id: "web", weight: 1200, floor: 300, demand: 650, cap: 2000, usage: 560 },
+      { id: "batch", weight: 100, floor: 100, demand: 1150, cap: 2000, tier: "elastic" },
+    ],
+  };
+  const tiered = await solve(JSON.stringify(market), ["--tiered"]);
+  assert.equal(tiered.code, 0, tiered.stderr);
+  const settlement = JSON.parse(tiered.stdout);
+  assert.deepEqual(settlement, settleMarket(market as Parameters<typeof settleMarket>[0]));
+  assert.deepEqual(settlement.limits, { web: 650, batch: 1150 });
+  assert.deepEqual(settlement.guarantees, { web: 650, batch: 1150 });
+  const plain = await solve(JSON.stringify(market));
+  const { headroom: _h, ...bare } = market;
+  const untiered = {
+    ...bare,
+    bids: bare.bids.map(({ id, weight, floor, demand, cap }) => ({
+      id,
+      weight,
+      floor,
+      demand,
+      cap,
+    })),
+  };
+  assert.deepEqual(
+    JSON.parse(plain.stdout),
+    clearMarket(untiered),
+  );
+  const bad = await solve(
+    JSON.stringify({ ...market, bids: [{ ...market.bids[1], tier: "batch" }] }),
+    ["--tiered"],
+  );
+  assert.equal(bad.code, 2);
+  assert.match(
+    bad.stderr,
+    /bids\[0\] \(id "batch"\): field "tier" must be "protected" or "elastic", got "batch"/,
+  );
 });
