@@ -96,7 +96,9 @@ requireOrSkip(
       // cooldown for the way down (a rolling update of both, waited for).
       await deployMbcas(cluster, {
         agent: ["--release-half-life-seconds", "4"],
-        controller: ["--cooldown-seconds", "4"],
+        // Several load steps a minute, each up and back down: more resizes than the
+        // default per-pod budget (4 a minute) allows.
+        controller: ["--cooldown-seconds", "4", "--max-resizes-per-pod-per-minute", "16"],
       }, (line) => console.error(`  ${line}`));
 
       // The agent: uid 65532, read-only root, reading the real kubelet's cgroups.

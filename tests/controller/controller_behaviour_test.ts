@@ -84,7 +84,13 @@ requireOrSkip(
     try {
       const controllerKc = kubeConfig(testbed.identities.controller.kubeconfig);
       controller = new ResizeController(controllerKc, {
-        policy: { ...DEFAULT_POLICY, cooldownMs: 2000, confirmTimeoutMs: 3000 },
+        // Steps 2 s apart: more than the default resize budget of a minute allows.
+        policy: {
+          ...DEFAULT_POLICY,
+          cooldownMs: 2000,
+          confirmTimeoutMs: 3000,
+          maxResizesPerPodPerMinute: 16,
+        },
         dryRun: false,
         rateLimit: { global: { perSecond: 10, burst: 5 }, perNode: { perSecond: 100, burst: 100 } },
         events: new EventRecorder(
