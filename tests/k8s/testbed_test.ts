@@ -282,40 +282,50 @@ requireOrSkip(
         },
       );
 
-      await t.step("kubectl get pa prints node, desired, applied, price, state", async () => {
-        await custom.createNamespacedCustomObject({
-          group: GROUP,
-          version: VERSION,
-          namespace: "shop",
-          plural: PLURAL,
-          body: podAllocation("web", "shop"),
-        });
-        const out = await new Deno.Command("kubectl", {
-          args: [
-            "--kubeconfig",
-            testbed.identities.admin.kubeconfig,
-            "get",
-            "pa",
-            "-n",
-            "shop",
-            "web",
-          ],
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
-        const text = new TextDecoder().decode(out.stdout);
-        assert.match(text, /NAME\s+NODE\s+DESIRED\s+APPLIED\s+PRICE\s+STATE\s+AGE/);
-        assert.match(text, /web\s+node-a\s+750m\s+0\.41/);
-        const mbcas = await new Deno.Command("kubectl", {
-          args: ["--kubeconfig", testbed.identities.admin.kubeconfig, "get", "mbcas", "-A"],
-          stdout: "piped",
-        }).output();
-        assert.match(
-          new TextDecoder().decode(mbcas.stdout),
-          /shop\s+web\s+node-a/,
-          "category mbcas lists PodAllocations",
-        );
-      });
+      await t.step(
+        "kubectl get pa prints node, tier, guarantee, limit, applied, price, state",
+        async () => {
+          const body = podAllocation("web", "shop", (pa) => {
+            pa.spec.tier = "elastic";
+            pa.spec.containers[0].cpuGuarantee = "200m";
+          });
+          await custom.createNamespacedCustomObject({
+            group: GROUP,
+            version: VERSION,
+            namespace: "shop",
+            plural: PLURAL,
+            body,
+          });
+          const out = await new Deno.Command("kubectl", {
+            args: [
+              "--kubeconfig",
+              testbed.identities.admin.kubeconfig,
+              "get",
+              "pa",
+              "-n",
+              "shop",
+              "web",
+            ],
+            stdout: "piped",
+            stderr: "piped",
+          }).output();
+          const text = new TextDecoder().decode(out.stdout);
+          assert.match(
+            text,
+            /NAME\s+NODE\s+TIER\s+GUARANTEE\s+LIMIT\s+APPLIED\s+PRICE\s+STATE\s+AGE/,
+          );
+          assert.match(text, /web\s+node-a\s+elastic\s+200m\s+750m\s+0\.41/);
+          const mbcas = await new Deno.Command("kubectl", {
+            args: ["--kubeconfig", testbed.identities.admin.kubeconfig, "get", "mbcas", "-A"],
+            stdout: "piped",
+          }).output();
+          assert.match(
+            new TextDecoder().decode(mbcas.stdout),
+            /shop\s+web\s+node-a/,
+            "category mbcas lists PodAllocations",
+          );
+        },
+      );
 
       await t.step(
         "status is written through the status subresource, with conflict retries",
