@@ -624,7 +624,7 @@ export class NodeAgent {
         limit: Math.max(1, clearing.limits[b.id]),
         guarantee: clearing.guarantees[b.id],
       }));
-      const tier = views.find((v) => v.key === key)?.tier ?? "protected";
+      const tier = bids[0].tier ?? "protected"; // every bid of a pod carries the pod's tier
       const changed = (previous: string | undefined, next: number) =>
         previous === undefined ||
         worthPublishing(

@@ -39,6 +39,15 @@ export function settleMarket(market: Market): Settlement {
   // what the protected bids do not use: each elastic bid between its
   // guarantee and its target, the budget water-filled by weight. Either way,
   // only bids with unmet demand get more than their guarantee.
+  // Bids between their guarantee and their target, for the limit clearings.
+  const aboveGuarantee = (list: Bid[]) =>
+    list.map((b) => ({
+      id: b.id,
+      weight: b.weight,
+      floor: guarantees[b.id],
+      demand: target(b),
+      cap: Math.max(guarantees[b.id], target(b)),
+    }));
   const protectedUse = sum(protectedBids, (b) => Math.max(0, b.usage ?? target(b)));
   const idleForProtected = Math.max(
     0,
@@ -47,13 +56,7 @@ export function settleMarket(market: Market): Settlement {
   const protectedLimits = clearMarket({
     capacity: protectedGuaranteed + idleForProtected,
     surplus: "retain",
-    bids: protectedBids.map((b) => ({
-      id: b.id,
-      weight: b.weight,
-      floor: guarantees[b.id],
-      demand: target(b),
-      cap: Math.max(guarantees[b.id], target(b)),
-    })),
+    bids: aboveGuarantee(protectedBids),
   });
   const limits: Record<string, number> = { ...protectedLimits.allocations };
   const elasticGuaranteed = sum(elasticBids, (b) => guarantees[b.id]);
@@ -64,13 +67,7 @@ export function settleMarket(market: Market): Settlement {
   const elasticLimits = clearMarket({
     capacity: elasticBudget,
     surplus: "retain",
-    bids: elasticBids.map((b) => ({
-      id: b.id,
-      weight: b.weight,
-      floor: guarantees[b.id],
-      demand: target(b),
-      cap: Math.max(guarantees[b.id], target(b)),
-    })),
+    bids: aboveGuarantee(elasticBids),
   });
   Object.assign(limits, elasticLimits.allocations);
 
