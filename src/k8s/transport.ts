@@ -33,9 +33,15 @@ export interface ApiClientOptions {
   timeoutMs?: number | (() => number);
 }
 
-/** An API request that did not complete within its timeout. */
+/**
+ * An API request that did not complete within its timeout, or was not sent at
+ * all because no time was left (timeout 0: e.g. a leader's write fence).
+ */
 export class RequestTimeoutError extends Error {
-  /** Creates the error: `GET /api/v1/pods timed out after 30000 ms`. */
+  /**
+   * Creates the error: `GET /api/v1/pods timed out after 30000 ms`, or for a
+   * timeout of 0 `PATCH /apis/… not sent: no time left before its deadline`.
+   */
   constructor(
     /** HTTP method. */
     readonly method: string,
@@ -44,7 +50,11 @@ export class RequestTimeoutError extends Error {
     /** The timeout that passed, ms. */
     readonly timeoutMs: number,
   ) {
-    super(`${method} ${path} timed out after ${timeoutMs} ms`);
+    super(
+      timeoutMs === 0
+        ? `${method} ${path} not sent: no time left before its deadline`
+        : `${method} ${path} timed out after ${timeoutMs} ms`,
+    );
     this.name = "RequestTimeoutError";
   }
 }
