@@ -100,7 +100,7 @@ export const podAllocationSpecSchema = z.object({
 
 /** A status condition. */
 export const conditionSchema = z.object({
-  type: z.enum(["Applied", "ResizePending", "Skipped"]),
+  type: z.enum(["Applied", "ResizePending", "Skipped", "NodeAgreement"]),
   status: z.enum(["True", "False", "Unknown"]),
   reason: z.string().max(1024).regex(REASON),
   message: z.string().max(32768),
@@ -135,6 +135,7 @@ export const podAllocationStatusSchema = z.object({
   infeasible: infeasibleSchema.optional(),
   lastResizeTime: z.iso.datetime({ offset: true }).optional(),
   recentResizeTimes: z.array(z.iso.datetime({ offset: true })).max(16).optional(),
+  podGeneration: z.number().int().min(0).optional(),
   containers: z.array(z.object({
     name: z.string(),
     cpuLimit: z.string().optional(),

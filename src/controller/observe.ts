@@ -24,6 +24,7 @@ import {
   type BaselineLimits,
   type Decision,
   type DesiredAllocation,
+  type NodeAgreementCondition,
   type PodMemory,
   type PodState,
   RESIZE_BUDGET_WINDOW_MS,
@@ -116,18 +117,33 @@ export function baselineFromStatus(status: PodAllocationStatus | undefined): Bas
 
 /**
  * What a controller that has not reconciled this PodAllocation before (a new
- * leader, a restart) knows of it: the last resize time and the Infeasible
- * limits, from status. In-flight bookkeeping (when a patch was sent, error
- * backoffs) starts afresh.
+ * leader, a restart) knows of it: the last resize time, the resizes of the
+ * budget's window and the Infeasible limits, from status. In-flight
+ * bookkeeping (when a patch was sent, error backoffs) starts afresh.
+ *
+ * `live` is the pod as the cache shows it now: every generation past the one
+ * status recorded is a resize no status recorded (a leader killed between its
+ * patch and its status write, or someone else's change), counted at `nowMs`,
+ * so the budget and the cooldown hold across the failover.
  */
-export function memoryFromStatus(status: PodAllocationStatus | undefined): PodMemory {
-  const lastResize = status?.lastResizeTime ? Date.parse(status.lastResizeTime) : null;
+export function memoryFromStatus(
+  status: PodAllocationStatus | undefined,
+  live?: { generation: number; nowMs: number },
+): PodMemory {
+  const recorded = (status?.recentResizeTimes ?? []).map((t) => Date.parse(t));
+  const unrecorded = live === undefined || status?.podGeneration === undefined
+    ? 0
+    : Math.min(Math.max(0, live.generation - status.podGeneration), 16);
+  const unrecordedAt = Array.from({ length: unrecorded }, () => live!.nowMs);
+  const lastResize = unrecorded > 0
+    ? live!.nowMs
+    : status?.lastResizeTime
+    ? Date.parse(status.lastResizeTime)
+    : null;
   const infeasible = status?.infeasible;
   return {
     lastResizeAtMs: lastResize,
-    recentResizesAtMs: (status?.recentResizeTimes ?? []).map((t) => Date.parse(t)).sort((a, b) =>
-      a - b
-    ),
+    recentResizesAtMs: [...recorded, ...unrecordedAt].sort((a, b) => a - b).slice(-16),
     patchedAtMs: null,
     infeasible: infeasible === undefined ? null : {
       limits: Object.fromEntries(
@@ -145,12 +161,15 @@ export function memoryFromStatus(status: PodAllocationStatus | undefined): PodMe
  * The status to record for a decision: applied values as the kubelet reports
  * them, conditions whose transition times only move when their status does,
  * the last resize time, the baseline (once recorded, never changed) and the
- * Infeasible limits to remember.
+ * Infeasible limits to remember, and the pod's generation it was written
+ * against. `nodeAgreement`, when given, is recorded after the decision's
+ * conditions.
  */
 export function statusFor(
   decision: Pick<Decision, "state" | "conditions"> & {
     baseline?: BaselineLimits | null;
     memory?: PodMemory;
+    nodeAgreement?: NodeAgreementCondition;
   },
   pod: k8s.V1Pod | undefined,
   generation: number,
@@ -158,7 +177,10 @@ export function statusFor(
   now: Date,
   resizedAt: Date | null,
 ): PodAllocationStatus {
-  const conditions: Condition[] = decision.conditions.map((c) => {
+  const judged = decision.nodeAgreement === undefined
+    ? decision.conditions
+    : [...decision.conditions, decision.nodeAgreement];
+  const conditions: Condition[] = judged.map((c) => {
     const old = previous?.conditions?.find((p) => p.type === c.type);
     return {
       ...c,
@@ -196,6 +218,11 @@ export function statusFor(
     ...(baseline ? { baseline } : {}),
     ...(infeasible ? { infeasible } : {}),
     ...(recent !== undefined && recent.length > 0 ? { recentResizeTimes: recent } : {}),
+    ...(pod?.metadata?.generation !== undefined
+      ? { podGeneration: pod.metadata.generation }
+      : previous?.podGeneration !== undefined
+      ? { podGeneration: previous.podGeneration }
+      : {}),
   };
 }
 

@@ -78,7 +78,8 @@ export interface ResizePolicyConfig {
    * Resizes of one pod within any minute (default 4). Protective changes (an
    * elastic pod's decrease, a protected pod's increase) may use every one;
    * the others (a protected pod's decrease, an elastic pod's increase) leave
-   * the last two free for them. Restores are never held.
+   * the last two free for them ({@link PROTECTIVE_RESIZE_RESERVE}). Restores
+   * are never held.
    */
   maxResizesPerPodPerMinute: number;
 }
@@ -101,6 +102,12 @@ export const DEFAULT_POLICY: ResizePolicyConfig = {
 
 /** The window of the per-pod resize budget. */
 export const RESIZE_BUDGET_WINDOW_MS = 60_000;
+
+/**
+ * Resizes of a pod's minute that only protective changes may use: after an
+ * elastic pod's increase there is always a slot for the cut that may follow.
+ */
+export const PROTECTIVE_RESIZE_RESERVE = 2;
 
 /** One container of the live pod. */
 export interface ContainerState {
@@ -291,6 +298,51 @@ function countFailure(
   return { generation, attempts, untilMs: nowMs + backoffMs(attempts, range) };
 }
 
+/**
+ * Whether the allocation was computed on the node its pod runs on: the
+ * `NodeAgreement` condition of every PodAllocation the controller judges.
+ * Unknown while the pod is missing or not scheduled.
+ */
+export function nodeAgreement(
+  desired: Pick<DesiredAllocation, "nodeName">,
+  pod: Pick<PodState, "nodeName"> | undefined,
+): NodeAgreementCondition {
+  if (pod === undefined || pod.nodeName === null) {
+    return {
+      type: "NodeAgreement",
+      status: "Unknown",
+      reason: "PodNotScheduled",
+      message: `the allocation names node ${desired.nodeName}; the pod is not on a node`,
+    };
+  }
+  return pod.nodeName === desired.nodeName
+    ? {
+      type: "NodeAgreement",
+      status: "True",
+      reason: "PodOnNode",
+      message: `computed on node ${desired.nodeName}, where the pod runs`,
+    }
+    : {
+      type: "NodeAgreement",
+      status: "False",
+      reason: "NodeMismatch",
+      message:
+        `the allocation was computed on node ${desired.nodeName}, the pod runs on ${pod.nodeName}`,
+    };
+}
+
+/** The controller's check that an allocation and its pod are on the same node. */
+export interface NodeAgreementCondition {
+  /** Condition type. */
+  type: "NodeAgreement";
+  /** True: same node; False: another node; Unknown: the pod is not on a node. */
+  status: "True" | "False" | "Unknown";
+  /** `PodOnNode`, `NodeMismatch` or `PodNotScheduled`. */
+  reason: "PodOnNode" | "NodeMismatch" | "PodNotScheduled";
+  /** Human-readable detail. */
+  message: string;
+}
+
 const NO_PENDING: PolicyCondition = {
   type: "ResizePending",
   status: "False",
@@ -333,14 +385,14 @@ export function decide(
       `allocation is for pod UID ${desired.podUID}, the live pod is ${pod.uid} (recreated); ignored until the agent updates it`,
     );
   }
-  if (pod.nodeName !== null && pod.nodeName !== desired.nodeName) {
-    // Defence in depth: an agent may only allocate the CPU of its own node.
-    return skip(
-      "NodeMismatch",
-      `allocation was computed on node ${desired.nodeName}, the pod runs on ${pod.nodeName}; ignored`,
-    );
-  }
   let restore: { reason: string; message: string } | null = context.restore ?? null;
+  const agreement = nodeAgreement(desired, pod);
+  if (agreement.status === "False") {
+    // Defence in depth: an agent may only allocate the CPU of its own node. What
+    // MBCAS changed under an earlier allocation goes back to the declared limits.
+    if (recorded === null) return skip("NodeMismatch", `${agreement.message}; ignored`);
+    restore = { reason: "NodeMismatch", message: agreement.message };
+  }
   if (pod.ineligible !== null) {
     if (pod.ineligible.reason !== "NotOptedIn") {
       return skip(pod.ineligible.reason, pod.ineligible.message);
@@ -629,7 +681,7 @@ export function decide(
   const window = (mem.recentResizesAtMs ?? []).filter((t) =>
     t > nowMs - RESIZE_BUDGET_WINDOW_MS && t <= nowMs
   );
-  const allowed = config.maxResizesPerPodPerMinute - (protective ? 0 : 2);
+  const allowed = config.maxResizesPerPodPerMinute - (protective ? 0 : PROTECTIVE_RESIZE_RESERVE);
   if (patch.size > 0 && restore === null && window.length >= allowed) {
     reasons.push("ResizeBudget");
     // When enough of the minute's resizes have left the window.

@@ -38,8 +38,10 @@ import {
   cacheBehind,
   decide,
   type Decision,
+  nodeAgreement,
   type PodMemory,
   recordPatch,
+  RESIZE_BUDGET_WINDOW_MS,
   type ResizePolicyConfig,
   type RestoreIntent,
 } from "./policy.ts";
@@ -193,6 +195,13 @@ export class ResizeController {
   /** Per node: the agent heartbeat's renewTime last seen, and when (this replica's clock) it changed. */
   readonly #beats = new Map<string, { renewTime: string; seenAtMs: number }>();
   readonly #memory = new Map<string, PodMemory>();
+  /**
+   * The resizes of the last minute of pods whose PodAllocation went away (opt-out,
+   * a pod that stopped being managed), by `namespace/name`: a PodAllocation
+   * created again for the pod within the minute starts with them, so opting out
+   * and in again does not reset the pod's resize budget.
+   */
+  readonly #departed = new Map<string, Pick<PodMemory, "lastResizeAtMs" | "recentResizesAtMs">>();
   readonly #urgent = new Set<string>(); // keys whose objects changed
   readonly #queue = new Set<string>(); // keys re-checked by a periodic resync: after the urgent ones
   readonly #timers = new Map<string, { at: number; timer: ReturnType<typeof setTimeout> }>();
@@ -346,6 +355,35 @@ export class ResizeController {
     this.#memory.clear();
   }
 
+  /** A new memory with the resizes of the pod's earlier PodAllocation, if it went away within the budget's window. */
+  #withDeparted(key: string, memory: PodMemory, nowMs: number): PodMemory {
+    const departed = this.#departed.get(key);
+    this.#departed.delete(key);
+    const earlier = (departed?.recentResizesAtMs ?? []).filter((t) =>
+      t > nowMs - RESIZE_BUDGET_WINDOW_MS
+    );
+    if (earlier.length === 0) return memory;
+    const last = Math.max(
+      memory.lastResizeAtMs ?? -Infinity,
+      departed!.lastResizeAtMs ?? -Infinity,
+    );
+    return {
+      ...memory,
+      lastResizeAtMs: Number.isFinite(last) ? last : null,
+      recentResizesAtMs: [...(memory.recentResizesAtMs ?? []), ...earlier].sort((a, b) => a - b)
+        .slice(-16),
+    };
+  }
+
+  /** Drops departed pods whose resizes have all left the budget's window. */
+  #forgetDeparted(nowMs: number): void {
+    for (const [key, departed] of this.#departed) {
+      if ((departed.recentResizesAtMs ?? []).every((t) => t <= nowMs - RESIZE_BUDGET_WINDOW_MS)) {
+        this.#departed.delete(key);
+      }
+    }
+  }
+
   /** Whether this replica may write now. */
   #mayWrite(): boolean {
     return this.#options.canWrite === undefined || this.#options.canWrite();
@@ -461,7 +499,15 @@ export class ResizeController {
     this.stats.reconciles++;
     const raw = this.#allocations.get(key);
     if (raw === undefined) {
+      const gone = this.#memory.get(key);
       this.#memory.delete(key);
+      if ((gone?.recentResizesAtMs ?? []).length > 0) {
+        this.#departed.set(key, {
+          lastResizeAtMs: gone!.lastResizeAtMs,
+          recentResizesAtMs: gone!.recentResizesAtMs,
+        });
+      }
+      this.#forgetDeparted(this.#now());
       return;
     }
     const [namespace, name] = key.split("/");
@@ -516,7 +562,18 @@ export class ResizeController {
     const state = pod === undefined
       ? undefined
       : podState(pod, this.#namespaces.get(namespace), node);
-    const memory = this.#memory.get(key) ?? memoryFromStatus(pa.status);
+    // A replica new to this allocation rebuilds its memory from status; resizes of this pod
+    // that status never recorded count from now.
+    const memory = this.#memory.get(key) ?? this.#withDeparted(
+      key,
+      memoryFromStatus(
+        pa.status,
+        pod !== undefined && pod.metadata?.uid === pa.spec.podUID
+          ? { generation: pod.metadata?.generation ?? 0, nowMs: now }
+          : undefined,
+      ),
+      now,
+    );
     if (
       pod !== undefined &&
       cacheBehind(memory, {
@@ -532,7 +589,9 @@ export class ResizeController {
     const restore: RestoreIntent | null = deletedAt
       ? { reason: "Deleted", message: "the PodAllocation is being deleted" }
       : this.#staleness(pa, now);
-    const decision = decide(now, desiredAllocation(pa), state, memory, this.#options.policy, {
+    const desired = desiredAllocation(pa);
+    const agreement = nodeAgreement(desired, state);
+    const decision = decide(now, desired, state, memory, this.#options.policy, {
       baseline: baselineFromStatus(pa.status),
       restore,
     });
@@ -570,7 +629,7 @@ export class ResizeController {
           namespace,
           name,
           pa.status,
-          { ...decision, memory: nextMemory },
+          { ...decision, memory: nextMemory, nodeAgreement: agreement },
           pod,
           pa.metadata.generation ?? 0,
           now,
@@ -687,7 +746,13 @@ export class ResizeController {
       namespace,
       name,
       pa.status,
-      { state: decision.state, conditions, baseline: decision.baseline, memory: nextMemory },
+      {
+        state: decision.state,
+        conditions,
+        baseline: decision.baseline,
+        memory: nextMemory,
+        nodeAgreement: agreement,
+      },
       pod,
       pa.metadata.generation ?? 0,
       now,

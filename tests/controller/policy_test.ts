@@ -8,6 +8,7 @@ import {
   DEFAULT_POLICY,
   type DesiredAllocation,
   emptyMemory,
+  nodeAgreement,
   type PodState,
   recordPatch,
 } from "../../src/controller/policy.ts";
@@ -163,7 +164,7 @@ Deno.test("policy: pods MBCAS does not manage, recreated pods and old kubelets a
       [ineligible("NotOptedIn"), "NotOptedIn", {}],
       [{ uid: "11111111-2222-4333-8444-555555555555" }, "PodUIDMismatch", seen()],
       [{ kubeletSupportsResize: false }, "KubeletTooOld", seen()],
-      [{ nodeName: "node-b" }, "NodeMismatch", seen()],
+      [{ nodeName: "node-b" }, "NodeMismatch", {}],
     ] as [Partial<PodState>, string, { baseline?: BaselineLimits }][]
   ) {
     const d = decide(NOW, want(900), pod(over), emptyMemory(null), DEFAULT_POLICY, context);
@@ -174,6 +175,39 @@ Deno.test("policy: pods MBCAS does not manage, recreated pods and old kubelets a
   assert.equal(
     cond(decide(NOW, want(900), undefined, emptyMemory(null), DEFAULT_POLICY), "Skipped").reason,
     "PodNotFound",
+  );
+});
+
+Deno.test("policy: another node's allocation is never applied; what MBCAS changed goes back", () => {
+  const changed = pod({ nodeName: "node-b" }, [
+    container({ cpuLimitMillicores: 900, appliedCpuLimitMillicores: 900 }),
+  ]);
+  const d = decide(NOW, want(1200), changed, emptyMemory(null), DEFAULT_POLICY, seen());
+  assert.deepEqual(d.patch, [{ name: "app", cpuLimitMillicores: 500 }], "the declared limit");
+  assert.equal(d.restoring, true);
+  assert.match(cond(d, "Skipped").message, /computed on node node-a, the pod runs on node-b/);
+  assert.deepEqual(nodeAgreement(want(1200), changed), {
+    type: "NodeAgreement",
+    status: "False",
+    reason: "NodeMismatch",
+    message: "the allocation was computed on node node-a, the pod runs on node-b",
+  });
+  assert.equal(nodeAgreement(want(1200), pod()).status, "True");
+  assert.equal(nodeAgreement(want(1200), pod()).reason, "PodOnNode");
+  assert.equal(nodeAgreement(want(1200), pod({ nodeName: null })).status, "Unknown");
+  assert.equal(nodeAgreement(want(1200), undefined).reason, "PodNotScheduled");
+  // The status records it after the decision's conditions.
+  const status = statusFor(
+    { ...d, nodeAgreement: nodeAgreement(want(1200), changed) },
+    undefined,
+    3,
+    undefined,
+    new Date(NOW),
+    null,
+  );
+  assert.deepEqual(
+    status.conditions?.map((c) => [c.type, c.status, c.reason]).at(-1),
+    ["NodeAgreement", "False", "NodeMismatch"],
   );
 });
 

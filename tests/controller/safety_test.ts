@@ -209,6 +209,16 @@ requireOrSkip(
         });
         await eventually("restored to 1", async () => (await podLimit("del")) === "1", 15_000);
         await eventually("PodAllocation gone", () => paGone("del"), 15_000);
+        // Created again within the minute (opted in again): the budget remembers the raise
+        // and the restore of the earlier PodAllocation.
+        const again = Date.now();
+        await createPa(allocation("del", uid, "2500m"));
+        const recent = await eventually("status of the new PodAllocation", async () => {
+          const times = (await pa("del")).status?.recentResizeTimes as string[] | undefined;
+          return times !== undefined && times.length > 0 ? times : undefined;
+        });
+        const before = recent.filter((t) => Date.parse(t) < again);
+        assert.ok(before.length >= 2, `the earlier resizes carried over: ${recent.join(", ")}`);
       });
 
       await t.step("a PodAllocation its agent stopped refreshing restores the pod", async () => {

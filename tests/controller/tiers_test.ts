@@ -175,6 +175,59 @@ Deno.test("budget: the recent resizes survive a change of leader through status"
   assert.deepEqual(restored.recentResizesAtMs, [NOW - 30_000, NOW - 5_000]);
 });
 
+Deno.test("budget: a resize no status recorded (the leader died after its patch) counts for the next leader", () => {
+  // Status written at pod generation 5 with three resizes in the window; the old leader then
+  // patched twice more (generation 7) and died before writing status.
+  let memory: PodMemory = emptyMemory();
+  for (const ago of [40_000, 30_000, 20_000]) memory = recordPatch(memory, NOW - ago);
+  const status = statusFor(
+    { state: "Applied", conditions: [], memory },
+    { metadata: { generation: 5 } },
+    1,
+    undefined,
+    new Date(NOW - 10_000),
+    null,
+  );
+  assert.equal(status.podGeneration, 5);
+  const later = NOW + 1000;
+  const rebuilt = memoryFromStatus(status, { generation: 7, nowMs: later });
+  assert.deepEqual(rebuilt.recentResizesAtMs, [
+    NOW - 40_000,
+    NOW - 30_000,
+    NOW - 20_000,
+    later,
+    later,
+  ]);
+  assert.equal(rebuilt.lastResizeAtMs, later, "the cooldown counts from the unrecorded resize");
+  // Five resizes in the minute: even a protective change waits.
+  const raise = decide(later, want(800), pod(400, "protected"), rebuilt, DEFAULT_POLICY, BASELINE);
+  assert.equal(raise.patch, null);
+  assert.ok(raise.reasons.includes("ResizeBudget"));
+  // The same generation as recorded, or an older one (a recreated pod): nothing added.
+  assert.deepEqual(
+    memoryFromStatus(status, { generation: 5, nowMs: later }).recentResizesAtMs,
+    memoryFromStatus(status).recentResizesAtMs,
+  );
+  assert.equal(
+    memoryFromStatus(status, { generation: 1, nowMs: later }).recentResizesAtMs?.length,
+    3,
+  );
+  // What the new leader writes next carries them on, at the generation it saw.
+  const next = statusFor(
+    { state: "Applied", conditions: [], memory: rebuilt },
+    { metadata: { generation: 7 } },
+    1,
+    status,
+    new Date(later),
+    null,
+  );
+  assert.equal(next.podGeneration, 7);
+  assert.equal(
+    memoryFromStatus(next, { generation: 7, nowMs: later + 1 }).recentResizesAtMs?.length,
+    5,
+  );
+});
+
 Deno.test("node budget: a deferrable resize leaves half the node's burst to protective ones", () => {
   const limiter = new ResizeRateLimiter(
     { perSecond: 100, burst: 100 },
