@@ -60,8 +60,8 @@ export const CONTROLLER_OPTIONS = {
   },
   "bind-address": {
     env: "MBCAS_BIND_ADDRESS",
-    default: "0.0.0.0",
-    help: "address for /healthz, /readyz and /metrics",
+    default: "::",
+    help: "address for /healthz, /readyz and /metrics (:: is every address, IPv6 and IPv4)",
   },
   "metrics-port": {
     env: "MBCAS_METRICS_PORT",

@@ -9,9 +9,17 @@ import { METRICS_CONTENT_TYPE, type Registry } from "../metrics/mod.ts";
 export { ProgressTracker } from "./progress.ts";
 export type { ProgressLog, ProgressStall, ProgressTrackerOptions } from "./progress.ts";
 
+/**
+ * The default bind address: every address of the pod, IPv6 and IPv4 (one
+ * dual-stack socket), so probes and scrapes work on IPv4-only, dual-stack and
+ * IPv6-only clusters alike. Where the kernel has no IPv6 at all,
+ * {@link serveProbes} falls back to `0.0.0.0`.
+ */
+export const ANY_ADDRESS = "::";
+
 /** Options of {@link serveProbes}. */
 export interface ProbeServerOptions {
-  /** Bind address. */
+  /** Bind address ({@link ANY_ADDRESS}: all of them, IPv6 and IPv4). */
   hostname: string;
   /** Port (0: any free port). */
   port: number;
@@ -25,12 +33,26 @@ export interface ProbeServerOptions {
   onListen: (address: string) => void;
 }
 
-/** Serves `/healthz`, `/readyz` and `/metrics`; anything else is 404. */
+/**
+ * Serves `/healthz`, `/readyz` and `/metrics`; anything else is 404. On
+ * {@link ANY_ADDRESS} where the kernel has no IPv6 (the socket cannot be
+ * made), it serves on `0.0.0.0` instead.
+ */
 export function serveProbes(options: ProbeServerOptions): Deno.HttpServer {
+  try {
+    return listen(options, options.hostname);
+  } catch (error) {
+    if (options.hostname !== ANY_ADDRESS || error instanceof Deno.errors.AddrInUse) throw error;
+    return listen(options, "0.0.0.0");
+  }
+}
+
+function listen(options: ProbeServerOptions, hostname: string): Deno.HttpServer {
   return Deno.serve({
-    hostname: options.hostname,
+    hostname,
     port: options.port,
-    onListen: ({ hostname, port }) => options.onListen(`${hostname}:${port}`),
+    onListen: ({ hostname, port }) =>
+      options.onListen(hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`),
   }, (request) => {
     const path = new URL(request.url).pathname;
     if (path === "/healthz") return new Response("ok\n");

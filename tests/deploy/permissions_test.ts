@@ -65,7 +65,16 @@ for (const component of Object.keys(COMPONENTS) as Component[]) {
       ? [AGENT_OPTIONS["cgroup-root"].default, ...SA_DIRS]
       : SA_DIRS;
     assert.deepEqual(set.read, expectedRead);
-    assert.deepEqual(set.net, [IN_CLUSTER_HOST, `0.0.0.0:${metricsPort(component)}`]);
+    // Every address (dual stack), and IPv4's where the kernel has no IPv6.
+    assert.equal(
+      (component === "agent" ? AGENT_OPTIONS : CONTROLLER_OPTIONS)["bind-address"].default,
+      "::",
+    );
+    assert.deepEqual(set.net, [
+      IN_CLUSTER_HOST,
+      `[::]:${metricsPort(component)}`,
+      `0.0.0.0:${metricsPort(component)}`,
+    ]);
     assert.deepEqual(set.sys, ["hostname"]);
     // client-node's `debug` dependency lists the whole environment when it
     // loads, so a list of variables is refused (measured; see README).
