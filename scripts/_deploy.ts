@@ -366,6 +366,54 @@ export function dropCustomResourceDefinitions(
   return { yaml: kept.map((o) => o.yaml).join("---\n"), kept, crds };
 }
 
+/** Kinds of MBCAS's admission policies (deploy/policy). */
+export const ADMISSION_POLICY_KINDS: readonly string[] = [
+  "ValidatingAdmissionPolicy",
+  "ValidatingAdmissionPolicyBinding",
+];
+
+/**
+ * What deploy does about MBCAS's admission policies, from the resource names
+ * `kubectl api-resources --api-group=admissionregistration.k8s.io -o name`
+ * printed: apply them (the cluster serves ValidatingAdmissionPolicy), stop
+ * (it does not), or, with --force, go on without them. `lines` say why.
+ */
+export function admissionPolicyVerdict(
+  apiResources: string,
+  force: boolean,
+): { verdict: "apply" | "stop" | "skip"; lines: string[] } {
+  const served = apiResources.split("\n").map((l) => l.trim()).some((l) =>
+    l === "validatingadmissionpolicies.admissionregistration.k8s.io"
+  );
+  if (served) return { verdict: "apply", lines: [] };
+  const why = "the cluster does not serve admissionregistration.k8s.io ValidatingAdmissionPolicy " +
+    "(GA since Kubernetes 1.30; off where --runtime-config disables it), so MBCAS's guardrails " +
+    "in deploy/policy (an agent writes only its own node's PodAllocations; the controller " +
+    "resizes only CPU limits of opted-in pods) cannot be installed";
+  return force
+    ? {
+      verdict: "skip",
+      lines: [
+        `${why}.`,
+        "--force: deploying without them; RBAC and the controller's own checks remain",
+      ],
+    }
+    : {
+      verdict: "stop",
+      lines: [
+        `${why}.`,
+        "Upgrade the cluster or enable the API, or pass --force to deploy without these guardrails.",
+      ],
+    };
+}
+
+/** The rendered objects without MBCAS's admission policies, as one YAML stream. */
+export function dropAdmissionPolicies(rendered: string): string {
+  return splitRendered(rendered).filter((o) => !ADMISSION_POLICY_KINDS.includes(o.kind)).map((o) =>
+    o.yaml
+  ).join("---\n");
+}
+
 /** The number of objects `kubectl delete` reports as deleted in its output. */
 export function countDeleted(kubectlDeleteOutput: string): number {
   return kubectlDeleteOutput.split("\n").filter((l) => /"\S+" deleted\b/.test(l)).length;

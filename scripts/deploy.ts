@@ -15,6 +15,7 @@
  */
 import { isAbsolute, join, relative, resolve } from "node:path";
 import {
+  admissionPolicyVerdict,
   type AllocationRecord,
   checkServerVersion,
   controllerReady,
@@ -22,6 +23,7 @@ import {
   CRD_NAME,
   type DeployOptions,
   describeChanges,
+  dropAdmissionPolicies,
   dropCustomResourceDefinitions,
   isMinikubeContext,
   oneLine,
@@ -331,9 +333,31 @@ async function deploy(options: DeployOptions): Promise<number> {
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
 
+  log("checking that the cluster serves ValidatingAdmissionPolicy (MBCAS's guardrails)");
+  const admission = await kubectl.step("list the admission APIs", [
+    "api-resources",
+    "--api-group=admissionregistration.k8s.io",
+    "-o",
+    "name",
+  ]);
+  const policies = admissionPolicyVerdict(admission.stdout, options.force);
+  if (policies.verdict === "stop") {
+    for (const line of policies.lines) console.error(`deploy: ${line}`);
+    return 1;
+  }
+  for (const line of policies.lines) log(line);
+
   const overlay = resolve(Deno.cwd(), options.overlay);
   log(`applying the overlay ${shown(overlay)}`);
-  await kubectl.step("apply the overlay", [...apply, "-k", overlay], { echo: true });
+  if (policies.verdict === "apply") {
+    await kubectl.step("apply the overlay", [...apply, "-k", overlay], { echo: true });
+  } else {
+    const rendered = await kubectl.step("render the overlay", ["kustomize", overlay]);
+    await kubectl.step("apply the overlay", [...apply, "-f", "-"], {
+      stdin: dropAdmissionPolicies(rendered.stdout),
+      echo: true,
+    });
+  }
 
   if (!options.wait) {
     log("not waiting for the rollouts (--no-wait)");

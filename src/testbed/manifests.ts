@@ -49,11 +49,14 @@ export async function waitForCrd(
   throw new Error(`CRD ${name} not Established after ${timeoutMs} ms`);
 }
 
-/** Repository paths of the CRD and RBAC manifests. */
+/** Repository paths of the CRD, RBAC and admission policy manifests. */
 export const MANIFESTS = {
   crd:
     new URL("../../deploy/crd/podallocations.allocation.mbcas.io.yaml", import.meta.url).pathname,
   rbac: ["namespace.yaml", "agent.yaml", "controller.yaml"].map((f) =>
     new URL(`../../deploy/rbac/${f}`, import.meta.url).pathname
+  ),
+  policy: ["agent.yaml", "controller.yaml"].map((f) =>
+    new URL(`../../deploy/policy/${f}`, import.meta.url).pathname
   ),
 } as const;

@@ -83,6 +83,10 @@ export interface Testbed extends AsyncDisposable {
   stopApiserver(): Promise<void>;
   /** Starts the API server again on the same port and waits for `/readyz`. */
   startApiserver(): Promise<void>;
+  /** Stops etcd (its data stays; the API server keeps running and fails its requests). */
+  stopEtcd(): Promise<void>;
+  /** Starts etcd again on the same ports and data and waits for its `/health`. */
+  startEtcd(): Promise<void>;
   /** Stops everything and deletes the temp directory. Idempotent. */
   stop(): Promise<void>;
 }
@@ -162,7 +166,7 @@ export async function startTestbed(options: TestbedOptions = {}): Promise<Testbe
       return child;
     };
 
-    spawn("etcd", "etcd", [
+    const etcdArgs = [
       `--data-dir=${join(dir, "etcd")}`,
       `--listen-client-urls=http://127.0.0.1:${etcdClient}`,
       `--advertise-client-urls=http://127.0.0.1:${etcdClient}`,
@@ -171,16 +175,20 @@ export async function startTestbed(options: TestbedOptions = {}): Promise<Testbe
       `--initial-cluster=default=http://127.0.0.1:${etcdPeer}`,
       "--unsafe-no-fsync",
       "--log-level=warn",
-    ]);
-    await waitFor(
-      `etcd on :${etcdClient}`,
-      async () => {
-        const r = await fetch(`http://127.0.0.1:${etcdClient}/health`);
-        return r.ok && (await r.json()).health === "true";
-      },
-      processes.get("etcd")!,
-      join(dir, "etcd.log"),
-    );
+    ];
+    const startEtcd = async () => {
+      const child = spawn("etcd", "etcd", etcdArgs);
+      await waitFor(
+        `etcd on :${etcdClient}`,
+        async () => {
+          const r = await fetch(`http://127.0.0.1:${etcdClient}/health`);
+          return r.ok && (await r.json()).health === "true";
+        },
+        child,
+        join(dir, "etcd.log"),
+      );
+    };
+    await startEtcd();
 
     const apiserverArgs = [
       `--etcd-servers=http://127.0.0.1:${etcdClient}`,
@@ -234,7 +242,8 @@ export async function startTestbed(options: TestbedOptions = {}): Promise<Testbe
       `--kubeconfig=${identities.admin.kubeconfig}`,
       "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller," +
       "serviceaccount-token-controller,root-ca-certificate-publisher-controller,deployment-controller," +
-      "replicaset-controller,daemonset-controller,disruption-controller" +
+      "replicaset-controller,daemonset-controller,disruption-controller," +
+      "validatingadmissionpolicy-status-controller" +
       (realNodes
         ? ",endpointslice-controller,endpointslice-mirroring-controller,node-lifecycle-controller," +
           "job-controller,pod-garbage-collector-controller"
@@ -264,6 +273,8 @@ export async function startTestbed(options: TestbedOptions = {}): Promise<Testbe
       startupMs,
       stopApiserver: () => stopProcess("kube-apiserver"),
       startApiserver,
+      stopEtcd: () => stopProcess("etcd"),
+      startEtcd,
       async stop() {
         if (stopped) return;
         stopped = true;

@@ -7,6 +7,9 @@
  *   and reads the real kubelet's cgroups through the read-only hostPath;
  * - Pod Security is enforced by admission: the workloads run in a namespace
  *   enforcing `restricted`, where a pod with the agent's hostPath is refused;
+ * - MBCAS's admission policies hold with the real kubelet's tokens: the
+ *   agent's projected token writes its node's PodAllocations and is denied
+ *   another node's;
  * - an opted-in Burstable pod whose load exceeds its limit has its limit
  *   raised by MBCAS, and the new quota appears in its container's cgroup as
  *   written by the real kubelet; after the load stops it comes down again;
@@ -52,6 +55,27 @@ async function task(
     stdout: "piped",
     stderr: "piped",
   }).output();
+  const d = new TextDecoder();
+  return { code: out.code, output: d.decode(out.stdout) + d.decode(out.stderr) };
+}
+
+/** kubectl as the bearer of `token`, with `input` on stdin: its exit code and output. */
+async function kubectlAs(
+  cluster: LocalCluster,
+  token: string,
+  args: string[],
+  input: string,
+): Promise<{ code: number; output: string }> {
+  const child = new Deno.Command(join(cluster.bin, "kubectl"), {
+    args: ["--kubeconfig", cluster.kubeconfig, "--token", token, ...args],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(input));
+  await writer.close();
+  const out = await child.output();
   const d = new TextDecoder();
   return { code: out.code, output: d.decode(out.stdout) + d.decode(out.stderr) };
 }
@@ -147,6 +171,30 @@ requireOrSkip(
         (p) => (p.spec?.containers?.length ?? 0) > 0,
       );
       assert.equal(pa.spec.nodeName, cluster.plan.nodeName);
+      // The admission policies (deploy/policy) hold with the real kubelet's tokens: the
+      // agent's own projected token, read from its container, wrote that allocation and is
+      // denied one for another node, with the policy's message.
+      const agentToken = Deno.readTextFileSync(
+        `/proc/${agentPid}/root/var/run/secrets/kubernetes.io/serviceaccount/token`,
+      ).trim();
+      const forged = await kubectlAs(
+        cluster,
+        agentToken,
+        ["create", "-f", "-"],
+        JSON.stringify({
+          apiVersion: pa.apiVersion,
+          kind: pa.kind,
+          metadata: { name: "forged", namespace: NS },
+          spec: { ...pa.spec, podName: "forged", nodeName: "another-node" },
+        }),
+      );
+      assert.notEqual(forged.code, 0, forged.output);
+      assert.match(
+        forged.output,
+        new RegExp(
+          `mbcas-agent-own-node.*the mbcas-agent of node ${cluster.plan.nodeName} may not write a PodAllocation for node another-node`,
+        ),
+      );
 
       // Three load steps: the time from the start of each on phase to the
       // raised quota in the kernel, the peak, and the way back down while idle.
@@ -234,7 +282,7 @@ requireOrSkip(
       assert.ok(kernelBack !== null, `the kernel quota is back at ${declared}m`);
       const left = await kubectl(cluster, [
         "get",
-        "crd,clusterrole,clusterrolebinding,namespace",
+        "crd,clusterrole,clusterrolebinding,namespace,validatingadmissionpolicy,validatingadmissionpolicybinding",
         "-o",
         "name",
       ]);

@@ -8,11 +8,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
+  ADMISSION_POLICY_KINDS,
+  admissionPolicyVerdict,
   checkServerVersion,
   countDeleted,
   CRD_NAME,
   DEFAULT_OVERLAY,
   DEFAULT_TIMEOUT_SECONDS,
+  dropAdmissionPolicies,
   dropCustomResourceDefinitions,
   isMinikubeContext,
   parseDeployArgs,
@@ -458,13 +461,64 @@ requireOrSkip(
     assert.deepEqual(crds, [CRD_NAME]);
     assert.equal(kept.length, all.length - 1);
     const kinds = new Set(kept.map((o) => o.kind));
-    for (const kind of ["Namespace", "Deployment", "DaemonSet", "Service", "PodDisruptionBudget"]) {
+    for (
+      const kind of [
+        "Namespace",
+        "Deployment",
+        "DaemonSet",
+        "Service",
+        "PodDisruptionBudget",
+        ...ADMISSION_POLICY_KINDS,
+      ]
+    ) {
       assert.ok(kinds.has(kind), kind);
     }
     assert.equal(kept.at(-1)?.kind, "Namespace", "the namespace is deleted after its contents");
     assert.deepEqual(splitRendered(yaml), kept, "the filtered stream splits back the same");
   },
 );
+
+Deno.test("admission policies: applied where the cluster serves them, else deploy stops or --force skips", () => {
+  const served = "mutatingwebhookconfigurations.admissionregistration.k8s.io\n" +
+    "validatingadmissionpolicies.admissionregistration.k8s.io\n" +
+    "validatingadmissionpolicybindings.admissionregistration.k8s.io\n";
+  for (const force of [false, true]) {
+    assert.deepEqual(admissionPolicyVerdict(served, force), { verdict: "apply", lines: [] });
+  }
+  // A cluster of 1.29 without the API enabled lists the webhooks only.
+  const old = "mutatingwebhookconfigurations.admissionregistration.k8s.io\n" +
+    "validatingwebhookconfigurations.admissionregistration.k8s.io\n";
+  const stop = admissionPolicyVerdict(old, false);
+  assert.equal(stop.verdict, "stop");
+  assert.match(
+    stop.lines.join("\n"),
+    /does not serve admissionregistration\.k8s\.io ValidatingAdmissionPolicy/,
+  );
+  assert.match(stop.lines.join("\n"), /pass --force to deploy without these guardrails/);
+  const skip = admissionPolicyVerdict(old, true);
+  assert.equal(skip.verdict, "skip");
+  assert.match(skip.lines.join("\n"), /--force: deploying without them/);
+  // Nothing listed (the API group is off entirely) is the same as not served.
+  assert.equal(admissionPolicyVerdict("", false).verdict, "stop");
+});
+
+Deno.test("admission policies: dropped from a rendered stream, every other object kept in order", () => {
+  const policy = `apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: mbcas-agent-own-node
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: mbcas-agent-own-node
+`;
+  const rendered = RENDERED + "---\n" + policy;
+  const left = splitRendered(dropAdmissionPolicies(rendered));
+  assert.deepEqual(left, splitRendered(RENDERED));
+  assert.ok(left.every((o) => !ADMISSION_POLICY_KINDS.includes(o.kind)));
+  assert.equal(dropAdmissionPolicies(policy), "");
+});
 
 Deno.test("undeploy: counts what kubectl delete reports as deleted", () => {
   assert.equal(countDeleted(""), 0);

@@ -349,8 +349,19 @@ requireOrSkip(
             "PodDisruptionBudget/mbcas-controller",
             "Service/mbcas-agent-metrics",
             "Service/mbcas-controller-metrics",
+            "ValidatingAdmissionPolicy/mbcas-agent-own-node",
+            "ValidatingAdmissionPolicy/mbcas-controller-cpu-limits-only",
+            "ValidatingAdmissionPolicyBinding/mbcas-agent-own-node",
+            "ValidatingAdmissionPolicyBinding/mbcas-controller-cpu-limits-only",
           ],
         );
+        // Every policy is bound, and its binding denies (not just warns or audits).
+        for (const policy of base.filter((o) => o.kind === "ValidatingAdmissionPolicy")) {
+          const binding = find(base, "ValidatingAdmissionPolicyBinding", policy.metadata.name!);
+          const spec = binding.spec as { policyName?: string; validationActions?: string[] };
+          assert.equal(spec.policyName, policy.metadata.name);
+          assert.deepEqual(spec.validationActions, ["Deny"]);
+        }
       },
     );
 
@@ -400,6 +411,8 @@ requireOrSkip(
         );
         assert.equal(agent.spec?.updateStrategy?.rollingUpdate?.maxUnavailable, 1);
         assert.deepEqual(agent.spec?.template.spec?.tolerations, [{ operator: "Exists" }]);
+        // Evicted last under node pressure: it is what takes CPU back from elastic pods then.
+        assert.equal(agent.spec?.template.spec?.priorityClassName, "system-node-critical");
         // Linux nodes only: the agent reads cgroups, which Windows nodes do not have.
         assert.deepEqual(agent.spec?.template.spec?.nodeSelector, { "kubernetes.io/os": "linux" });
         // The heartbeat Lease lives in the agent's own namespace.
@@ -436,7 +449,7 @@ requireOrSkip(
         assert.equal(config.identity, "mbcas-controller-7d9c-x2x4p");
         assert.equal(config.namespace, SYSTEM, "the Lease lives in mbcas-system");
         assert.equal(config.leaderElect, true);
-        assert.equal(config.bindAddress, "0.0.0.0");
+        assert.equal(config.bindAddress, "::");
         assert.equal(config.metricsPort, container.ports![0].containerPort);
         assert.equal(config.kubeconfig, undefined);
         checkService(find(base, "Service", "mbcas-controller-metrics"), controller.spec!.template);
@@ -459,7 +472,7 @@ requireOrSkip(
         });
         const config = parseAgentConfig(container.args ?? [], (name) => env.get(name));
         assert.equal(config.agent.nodeName, "node-a");
-        assert.equal(config.bindAddress, "0.0.0.0");
+        assert.equal(config.bindAddress, "::");
         assert.equal(config.metricsPort, container.ports![0].containerPort);
         assert.equal(config.kubeconfig, undefined);
         // The node's cgroup tree, read-only, where the agent reads by default.
