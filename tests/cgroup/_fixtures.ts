@@ -104,7 +104,7 @@ export class CgroupFixture {
     if (this.isV2) {
       write(join(this.root, "cgroup.controllers"), "cpuset cpu io memory hugetlb pids rdma misc\n");
       write(join(this.root, "cgroup.subtree_control"), "cpuset cpu io memory pids\n");
-      write(join(this.root, "cpu.pressure"), V2_PSI(zero()));
+      write(join(this.root, "cpu.pressure"), V2_PSI(zeroCounters()));
       write(
         join(this.root, "cpu.stat"),
         "usage_usec 123456789\nuser_usec 100000000\nsystem_usec 23456789\n",
@@ -124,7 +124,7 @@ export class CgroupFixture {
       for (const other of ["memory", "pids", "systemd"]) Deno.mkdirSync(join(this.root, other));
       if (this.layout === "hybrid-systemd") {
         write(join(this.root, "unified", "cgroup.controllers"), "\n");
-        write(join(this.root, "unified", "cpu.pressure"), V2_PSI(zero()));
+        write(join(this.root, "unified", "cpu.pressure"), V2_PSI(zeroCounters()));
       }
     }
     // Unrelated system cgroups discovery must walk past.
@@ -190,7 +190,7 @@ export class CgroupFixture {
     for (const container of pod.containers) {
       const path = this.containerPath(pod, container);
       this.containerDirs.set(container.id, path);
-      this.counters.set(container.id, zero());
+      this.counters.set(container.id, zeroCounters());
       this.#mkCgroup(path, container.quotaMicros, container.shares);
       this.#writeCounters(container.id);
     }
@@ -272,7 +272,7 @@ export class CgroupFixture {
         join(cpu, "cpu.stat"),
         "usage_usec 0\nuser_usec 0\nsystem_usec 0\nnr_periods 0\nnr_throttled 0\nthrottled_usec 0\nnr_bursts 0\nburst_usec 0\n",
       );
-      Deno.writeTextFileSync(join(cpu, "cpu.pressure"), V2_PSI(zero()));
+      Deno.writeTextFileSync(join(cpu, "cpu.pressure"), V2_PSI(zeroCounters()));
     } else {
       Deno.writeTextFileSync(join(cpu, "cpu.shares"), `${shares}\n`);
       Deno.writeTextFileSync(join(cpu, "cpu.cfs_quota_us"), `${quotaMicros ?? -1}\n`);
@@ -283,7 +283,10 @@ export class CgroupFixture {
       );
       Deno.writeTextFileSync(join(this.cpuacctDir, path, "cpuacct.usage"), "0\n");
       if (this.layout === "hybrid-systemd") {
-        Deno.writeTextFileSync(join(this.root, "unified", path, "cpu.pressure"), V2_PSI(zero()));
+        Deno.writeTextFileSync(
+          join(this.root, "unified", path, "cpu.pressure"),
+          V2_PSI(zeroCounters()),
+        );
       }
     }
   }
@@ -317,7 +320,8 @@ export class CgroupFixture {
   }
 }
 
-function zero(): Counters {
+/** Counters of a container that has not run yet (or whose counters were reset). */
+export function zeroCounters(): Counters {
   return {
     usageNanos: 0,
     periods: 0,
