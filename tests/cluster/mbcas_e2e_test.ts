@@ -80,6 +80,19 @@ async function kubectlAs(
   return { code: out.code, output: d.decode(out.stdout) + d.decode(out.stderr) };
 }
 
+/** The agent's heartbeat Lease is held by its node and was renewed within the last 30 s. */
+async function heartbeatRenewed(cluster: LocalCluster): Promise<void> {
+  const node = cluster.plan.nodeName;
+  const lease = await api(
+    cluster.testbed,
+    "GET",
+    `/apis/coordination.k8s.io/v1/namespaces/mbcas-system/leases/mbcas-agent-${node}`,
+  );
+  assert.equal(lease.spec.holderIdentity, node);
+  const age = Date.now() - Date.parse(lease.spec.renewTime);
+  assert.ok(age < 30_000, `the heartbeat was renewed ${age} ms ago (every 10 s)`);
+}
+
 async function kubectl(cluster: LocalCluster, args: string[]): Promise<string> {
   const out = await new Deno.Command(join(cluster.bin, "kubectl"), {
     args: ["--kubeconfig", cluster.kubeconfig, ...args],
@@ -174,6 +187,8 @@ requireOrSkip(
       // The admission policies (deploy/policy) hold with the real kubelet's tokens: the
       // agent's own projected token, read from its container, wrote that allocation and is
       // denied one for another node, with the policy's message.
+      // Its heartbeat Lease is renewed under mbcas-agent-own-heartbeat: held by its node.
+      await heartbeatRenewed(cluster);
       const agentToken = Deno.readTextFileSync(
         `/proc/${agentPid}/root/var/run/secrets/kubernetes.io/serviceaccount/token`,
       ).trim();
@@ -262,6 +277,8 @@ requireOrSkip(
         kernelLimitMillicores(batchCgroup)! > declared,
         `MBCAS raised the batch job (${kernelLimitMillicores(batchCgroup)}m)`,
       );
+      // Minutes later, the heartbeat is still renewed (every 10 s) under the policy.
+      await heartbeatRenewed(cluster);
       const undeploy = await task(cluster, "undeploy", [
         "--kubeconfig",
         kubeconfig,

@@ -173,9 +173,15 @@ requireOrSkip(
         },
       );
 
-      await t.step("the API server type-checks both policies without a warning", async () => {
+      await t.step("the API server type-checks every policy without a warning", async () => {
         const api = admin.makeApiClient(k8s.AdmissionregistrationV1Api);
-        for (const name of ["mbcas-agent-own-node", "mbcas-controller-cpu-limits-only"]) {
+        for (
+          const name of [
+            "mbcas-agent-own-node",
+            "mbcas-agent-own-heartbeat",
+            "mbcas-controller-cpu-limits-only",
+          ]
+        ) {
           const checked = await eventually(`${name} type-checked`, async () => {
             const policy = await api.readValidatingAdmissionPolicy({ name });
             return policy.status?.typeChecking ?? false;
@@ -254,6 +260,69 @@ requireOrSkip(
         );
         assert.equal(byAdmin.status, 201, JSON.stringify(byAdmin.body));
       });
+
+      await t.step(
+        "an agent writes only its own node's heartbeat Lease, held by its node",
+        async () => {
+          const leases = `/apis/coordination.k8s.io/v1/namespaces/${SYSTEM}/leases`;
+          // A Lease's times are MicroTime: six fractional digits.
+          const now = () => new Date().toISOString().replace(/Z$/, "000Z");
+          const lease = (name: string, holder: string) => ({
+            apiVersion: "coordination.k8s.io/v1",
+            kind: "Lease",
+            metadata: {
+              name,
+              labels: {
+                "app.kubernetes.io/name": "mbcas",
+                "app.kubernetes.io/component": "agent-heartbeat",
+              },
+            },
+            spec: {
+              holderIdentity: holder,
+              leaseDurationSeconds: 30,
+              renewTime: now(),
+            },
+          });
+          const own = await call(agentA, "POST", leases, lease("mbcas-agent-node-a", "node-a"));
+          assert.equal(own.status, 201, JSON.stringify(own.body));
+          const renewed = await call(
+            agentA,
+            "PATCH",
+            `${leases}/mbcas-agent-node-a`,
+            { spec: { renewTime: now() } },
+            "application/merge-patch+json",
+          );
+          assert.equal(renewed.status, 200, JSON.stringify(renewed.body));
+          // Another node's Lease: neither created nor renewed by node-a's agent.
+          const other = await call(agentA, "POST", leases, lease("mbcas-agent-node-b", "node-b"));
+          assert.equal(other.status, 403);
+          assert.match(
+            String(other.body.message),
+            /mbcas-agent-own-heartbeat.*the mbcas-agent of node node-a may write only its own heartbeat Lease mbcas-agent-node-a, not mbcas-agent-node-b/,
+          );
+          const renamed = await call(agentB, "PATCH", `${leases}/mbcas-agent-node-a`, {
+            spec: { renewTime: now() },
+          }, "application/merge-patch+json");
+          assert.equal(renamed.status, 403);
+          assert.match(
+            String(renamed.body.message),
+            /may write only its own heartbeat Lease mbcas-agent-node-b/,
+          );
+          // Its own Lease, but vouching for another node.
+          const vouching = await call(
+            agentA,
+            "PATCH",
+            `${leases}/mbcas-agent-node-a`,
+            { spec: { holderIdentity: "node-b" } },
+            "application/merge-patch+json",
+          );
+          assert.equal(vouching.status, 403);
+          assert.match(
+            String(vouching.body.message),
+            /the heartbeat Lease of node node-a must be held by node-a/,
+          );
+        },
+      );
 
       const resize = (token: string, key: string, resources: Record<string, unknown>) => {
         const [namespace, name] = key.split("/");
