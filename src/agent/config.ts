@@ -8,6 +8,7 @@ import { z } from "zod";
 import { type OptionSpec, readOptions } from "../config/mod.ts";
 import { parseMillicores } from "../api/mod.ts";
 import { LOG_LEVELS } from "../log/mod.ts";
+import { ANY_ADDRESS } from "../serve/mod.ts";
 import type { AgentOptions } from "./agent.ts";
 import { DEFAULT_ESTIMATOR } from "./estimator.ts";
 
@@ -93,7 +94,7 @@ export const AGENT_OPTIONS = {
   },
   "bind-address": {
     env: "MBCAS_BIND_ADDRESS",
-    default: "::",
+    default: ANY_ADDRESS,
     help: "address for /healthz, /readyz and /metrics (:: is every address, IPv6 and IPv4)",
   },
   "metrics-port": {

@@ -9,6 +9,7 @@ import { z } from "zod";
 import { ConfigError, type OptionSpec, readOptions } from "../config/mod.ts";
 import { parseMillicores } from "../api/mod.ts";
 import { LOG_LEVELS } from "../log/mod.ts";
+import { ANY_ADDRESS } from "../serve/mod.ts";
 import type { ResizePolicyConfig } from "./policy.ts";
 
 /** Every option: flag name, environment variable, default, and meaning (a test keeps the README's reference table in step with this). */
@@ -60,7 +61,7 @@ export const CONTROLLER_OPTIONS = {
   },
   "bind-address": {
     env: "MBCAS_BIND_ADDRESS",
-    default: "::",
+    default: ANY_ADDRESS,
     help: "address for /healthz, /readyz and /metrics (:: is every address, IPv6 and IPv4)",
   },
   "metrics-port": {

@@ -24,6 +24,8 @@ import {
   type BaselineLimits,
   type Decision,
   type DesiredAllocation,
+  MAX_RECENT_RESIZES,
+  newestResizes,
   type NodeAgreementCondition,
   type PodMemory,
   type PodState,
@@ -133,7 +135,7 @@ export function memoryFromStatus(
   const recorded = (status?.recentResizeTimes ?? []).map((t) => Date.parse(t));
   const unrecorded = live === undefined || status?.podGeneration === undefined
     ? 0
-    : Math.min(Math.max(0, live.generation - status.podGeneration), 16);
+    : Math.min(Math.max(0, live.generation - status.podGeneration), MAX_RECENT_RESIZES);
   const unrecordedAt = Array.from({ length: unrecorded }, () => live!.nowMs);
   const lastResize = unrecorded > 0
     ? live!.nowMs
@@ -143,7 +145,7 @@ export function memoryFromStatus(
   const infeasible = status?.infeasible;
   return {
     lastResizeAtMs: lastResize,
-    recentResizesAtMs: [...recorded, ...unrecordedAt].sort((a, b) => a - b).slice(-16),
+    recentResizesAtMs: newestResizes([...recorded, ...unrecordedAt]),
     patchedAtMs: null,
     infeasible: infeasible === undefined ? null : {
       limits: Object.fromEntries(

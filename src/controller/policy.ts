@@ -103,6 +103,14 @@ export const DEFAULT_POLICY: ResizePolicyConfig = {
 /** The window of the per-pod resize budget. */
 export const RESIZE_BUDGET_WINDOW_MS = 60_000;
 
+/** The most resize times a pod's memory (and its status) keeps. */
+export const MAX_RECENT_RESIZES = 16;
+
+/** Resize times in order, the newest {@link MAX_RECENT_RESIZES} of them. */
+export function newestResizes(times: readonly number[]): number[] {
+  return [...times].sort((a, b) => a - b).slice(-MAX_RECENT_RESIZES);
+}
+
 /**
  * Resizes of a pod's minute that only protective changes may use: after an
  * elastic pod's increase there is always a slot for the cut that may follow.
@@ -818,9 +826,9 @@ export function recordPatch(
   nowMs: number,
   awaiting: { uid: string; generation: number } | null = null,
 ): PodMemory {
-  const recent = [...(memory.recentResizesAtMs ?? []), nowMs]
-    .filter((t) => t > nowMs - RESIZE_BUDGET_WINDOW_MS)
-    .slice(-16);
+  const recent = newestResizes(
+    [...(memory.recentResizesAtMs ?? []), nowMs].filter((t) => t > nowMs - RESIZE_BUDGET_WINDOW_MS),
+  );
   return {
     ...memory,
     lastResizeAtMs: nowMs,

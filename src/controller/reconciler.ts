@@ -38,6 +38,7 @@ import {
   cacheBehind,
   decide,
   type Decision,
+  newestResizes,
   nodeAgreement,
   type PodMemory,
   recordPatch,
@@ -370,8 +371,7 @@ export class ResizeController {
     return {
       ...memory,
       lastResizeAtMs: Number.isFinite(last) ? last : null,
-      recentResizesAtMs: [...(memory.recentResizesAtMs ?? []), ...earlier].sort((a, b) => a - b)
-        .slice(-16),
+      recentResizesAtMs: newestResizes([...(memory.recentResizesAtMs ?? []), ...earlier]),
     };
   }
 

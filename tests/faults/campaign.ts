@@ -366,10 +366,9 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
     })().catch(() => {}); // only an interrupted sleep ends it early
 
     // Churn: every 1.5 s one of the pods gets a new load.
-    const churned = pods;
     churner = (async () => {
       while (churning) {
-        const pod = churned[Math.floor(churnRandom() * churned.length)];
+        const pod = pods[Math.floor(churnRandom() * pods.length)];
         const scale = [0.3, 0.7, 1, 1.5][Math.floor(churnRandom() * 4)];
         for (const id of pod.ids) {
           if (lab.load.has(id)) {
@@ -472,7 +471,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
     const inject: Record<Fault, () => Promise<Injected>> = {
       "agent-killed-while-publishing": async () => {
         // A load step makes the next clearing publish; the kill lands within that market interval.
-        const pod = churned[Math.floor(random() * churned.length)];
+        const pod = pods[Math.floor(random() * pods.length)];
         lab.load.set(pod.ids[0], { usage: pod.load.usage * 2, throttled: 3000 });
         const after = 300 + Math.floor(random() * 900);
         await sleep(after);
