@@ -8,10 +8,14 @@ export * from "./policy.ts";
 export {
   ALLOW_RESTART_ANNOTATION,
   desiredAllocation,
+  type FreshnessSpec,
+  freshnessSpec,
   MANAGED_ANNOTATION,
   MANAGED_LABEL,
   optedIn,
   podState,
+  resizePendingReason,
+  staleness,
   statusChanged,
   statusFor,
 } from "./observe.ts";

@@ -31,6 +31,7 @@ import {
   type PodState,
   RESIZE_BUDGET_WINDOW_MS,
   type ResizeCondition,
+  type RestoreIntent,
 } from "./policy.ts";
 
 export {
@@ -50,6 +51,68 @@ function condition(pod: k8s.V1Pod, type: string): ResizeCondition | null {
     reason: c.reason ?? "",
     message: c.message ?? "",
     observedGeneration: c.observedGeneration ?? null,
+  };
+}
+
+/** The reason of a pod's `PodResizePending` condition (`Deferred`, `Infeasible`), or null without one. */
+export function resizePendingReason(pod: k8s.V1Pod): string | null {
+  return condition(pod, "PodResizePending")?.reason ?? null;
+}
+
+/** What {@link staleness} needs of a PodAllocation's spec. */
+export interface FreshnessSpec {
+  /** The node whose agent vouches for the allocation. */
+  nodeName: string;
+  /** When the agent computed it (RFC 3339) and its market interval, seconds (default 5). */
+  market: { computedAt: string; intervalSeconds?: number };
+}
+
+/** The fields {@link staleness} reads from an unvalidated PodAllocation spec; null when they are missing or malformed. */
+export function freshnessSpec(spec: unknown): FreshnessSpec | null {
+  if (typeof spec !== "object" || spec === null) return null;
+  const { nodeName, market } = spec as { nodeName?: unknown; market?: unknown };
+  if (typeof nodeName !== "string" || typeof market !== "object" || market === null) return null;
+  const { computedAt, intervalSeconds } = market as {
+    computedAt?: unknown;
+    intervalSeconds?: unknown;
+  };
+  if (typeof computedAt !== "string" || !Number.isFinite(Date.parse(computedAt))) return null;
+  if (intervalSeconds !== undefined && typeof intervalSeconds !== "number") return null;
+  return {
+    nodeName,
+    market: { computedAt, ...(intervalSeconds === undefined ? {} : { intervalSeconds }) },
+  };
+}
+
+/**
+ * Why a PodAllocation is stale, or null while its agent vouches for it:
+ * stale when neither the allocation (`computedAt`) nor its node's agent
+ * heartbeat (`heartbeatSeenAtMs`, the controller's clock when it last saw
+ * the heartbeat renewed) is younger than `staleAfterIntervals` market
+ * intervals, and never within 30 s.
+ */
+export function staleness(
+  spec: FreshnessSpec,
+  heartbeatSeenAtMs: number | undefined,
+  staleAfterIntervals: number,
+  nowMs: number,
+): RestoreIntent | null {
+  const intervalMs = (spec.market.intervalSeconds ?? 5) * 1000;
+  const windowMs = Math.max(staleAfterIntervals * intervalMs, 30_000);
+  const computedAt = Date.parse(spec.market.computedAt);
+  const freshAt = Math.max(
+    Number.isFinite(computedAt) ? computedAt : Number.NEGATIVE_INFINITY,
+    heartbeatSeenAtMs ?? Number.NEGATIVE_INFINITY,
+  );
+  if (nowMs - freshAt <= windowMs) return null;
+  const limit = `(limit ${Math.round(windowMs / 1000)} s)`;
+  const since = Number.isFinite(freshAt)
+    ? `was refreshed for ${Math.round((nowMs - freshAt) / 1000)} s`
+    : "has a known refresh time";
+  return {
+    reason: "Stale",
+    message:
+      `neither the allocation nor the agent's heartbeat on node ${spec.nodeName} ${since} ${limit}`,
   };
 }
 

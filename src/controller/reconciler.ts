@@ -29,8 +29,11 @@ import {
 import {
   baselineFromStatus,
   desiredAllocation,
+  freshnessSpec,
   memoryFromStatus,
   podState,
+  resizePendingReason,
+  staleness,
   statusChanged,
   statusFor,
 } from "./observe.ts";
@@ -114,6 +117,9 @@ export class ControllerMetrics {
   readonly apiErrors: Counter;
   readonly leader: Gauge;
   readonly resizeLatency: Histogram;
+  readonly heartbeatAge: Gauge;
+  readonly allocations: Gauge;
+  readonly resizePending: Gauge;
 
   /** Creates and registers the metrics. */
   constructor(registry: Registry) {
@@ -147,6 +153,24 @@ export class ControllerMetrics {
         "mbcas_controller_resize_latency_seconds",
         "From a change seen on a watch to the accepted pods/resize patch",
         [0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10],
+      ),
+    );
+    this.heartbeatAge = registry.add(
+      new Gauge(
+        "mbcas_controller_agent_heartbeat_age_seconds",
+        "Seconds since this replica saw the node agent's heartbeat Lease renewed (renewed every 10 s), by node",
+      ),
+    );
+    this.allocations = registry.add(
+      new Gauge(
+        "mbcas_controller_allocations",
+        "PodAllocations in this replica's cache by state: fresh, stale (neither it nor its agent's heartbeat refreshed in time: declared limits restored), invalid (spec unreadable)",
+      ),
+    );
+    this.resizePending = registry.add(
+      new Gauge(
+        "mbcas_controller_resize_pending_pods",
+        "Pods with a PodAllocation whose PodResizePending condition has this reason (Deferred, Infeasible)",
       ),
     );
   }
@@ -227,7 +251,9 @@ export class ResizeController {
       options.rateLimit.perNode,
       this.#now(),
     );
-    this.#metrics = new ControllerMetrics(options.metrics ?? new Registry());
+    const registry = options.metrics ?? new Registry();
+    this.#metrics = new ControllerMetrics(registry);
+    registry.onRender(() => this.#collectGauges());
     const informerOptions = (name: string) => ({
       name,
       resyncMs: options.resyncMs ?? 30_000,
@@ -391,19 +417,49 @@ export class ResizeController {
 
   /** Why a PodAllocation is stale (its agent stopped vouching for it), or null. */
   #staleness(pa: PodAllocation, now: number): RestoreIntent | null {
-    const intervalMs = (pa.spec.market.intervalSeconds ?? 5) * 1000;
-    const windowMs = Math.max((this.#options.staleAfterIntervals ?? 12) * intervalMs, 30_000);
-    const computedAt = Date.parse(pa.spec.market.computedAt);
-    const beat = this.#beats.get(pa.spec.nodeName)?.seenAtMs ?? Number.NEGATIVE_INFINITY;
-    const freshAt = Math.max(computedAt, beat);
-    if (now - freshAt <= windowMs) return null;
-    return {
-      reason: "Stale",
-      message:
-        `neither the allocation nor the agent's heartbeat on node ${pa.spec.nodeName} was refreshed for ${
-          Math.round((now - freshAt) / 1000)
-        } s (limit ${Math.round(windowMs / 1000)} s)`,
-    };
+    return staleness(
+      pa.spec,
+      this.#beats.get(pa.spec.nodeName)?.seenAtMs,
+      this.#options.staleAfterIntervals ?? 12,
+      now,
+    );
+  }
+
+  /**
+   * Refreshes the gauges read from the caches, just before each scrape: the
+   * age of every node's agent heartbeat, the PodAllocations by freshness and
+   * the managed pods whose resize the kubelet holds pending.
+   */
+  #collectGauges(): void {
+    const now = this.#now();
+    const { heartbeatAge, allocations, resizePending } = this.#metrics;
+    heartbeatAge.clear();
+    for (const lease of this.#heartbeats.list()) {
+      const node = heartbeatNode(lease);
+      const seen = node === null ? undefined : this.#beats.get(node)?.seenAtMs;
+      if (seen !== undefined) heartbeatAge.set(Math.max(0, (now - seen) / 1000), { node: node! });
+    }
+    const states = { fresh: 0, stale: 0, invalid: 0 };
+    const pending: Record<string, number> = { Deferred: 0, Infeasible: 0 };
+    for (const raw of this.#allocations.list()) {
+      const spec = freshnessSpec(raw.spec);
+      if (spec === null) {
+        states.invalid++;
+      } else {
+        const stale = staleness(
+          spec,
+          this.#beats.get(spec.nodeName)?.seenAtMs,
+          this.#options.staleAfterIntervals ?? 12,
+          now,
+        );
+        states[stale === null ? "fresh" : "stale"]++;
+      }
+      const pod = this.#pods.get(keyOf(raw));
+      const reason = pod === undefined ? null : resizePendingReason(pod);
+      if (reason !== null) pending[reason] = (pending[reason] ?? 0) + 1;
+    }
+    for (const [state, count] of Object.entries(states)) allocations.set(count, { state });
+    for (const [reason, count] of Object.entries(pending)) resizePending.set(count, { reason });
   }
 
   /** Queues every PodAllocation (e.g. on becoming leader). */

@@ -108,13 +108,29 @@ export class Histogram implements Metric {
 /** A set of metrics rendered together. */
 export class Registry {
   readonly #metrics: Metric[] = [];
+  readonly #collectors: (() => void)[] = [];
   /** Registers a metric and returns it. */
   add<T extends Metric>(metric: T): T {
     this.#metrics.push(metric);
     return metric;
   }
+  /**
+   * Registers a function that refreshes gauges from current state just
+   * before each {@link Registry.render}. A collector that throws leaves its
+   * gauges as they were; the others and the render go on.
+   */
+  onRender(collect: () => void): void {
+    this.#collectors.push(collect);
+  }
   /** The text exposition format (version 0.0.4), with the process's memory gauges. */
   render(): string {
+    for (const collect of this.#collectors) {
+      try {
+        collect();
+      } catch {
+        // A broken collector must not take the whole scrape down.
+      }
+    }
     const memory = Deno.memoryUsage();
     const process = [
       "# HELP process_resident_memory_bytes Resident memory size in bytes.",

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from "../../src/api/mod.ts";
 import { DEFAULT_POLICY, MANAGED_LABEL, ResizeController } from "../../src/controller/mod.ts";
 import { MERGE_PATCH } from "../../src/k8s/mod.ts";
+import { Registry } from "../../src/metrics/mod.ts";
 import { startCluster } from "../_support/cluster.ts";
 import { requireOrSkip, testbedMissing } from "../_support/requirements.ts";
 import { burstablePod, eventually, guaranteedPod, kubeConfig } from "../k8s/_helpers.ts";
@@ -92,6 +93,7 @@ requireOrSkip(
         },
         MERGE_PATCH,
       );
+    const registry = new Registry();
     try {
       // The controller runs with its own least-privilege identity.
       controller = new ResizeController(kubeConfig(testbed.identities.controller.kubeconfig), {
@@ -103,6 +105,7 @@ requireOrSkip(
         },
         dryRun: false,
         rateLimit: { global: { perSecond: 50, burst: 50 }, perNode: { perSecond: 20, burst: 20 } },
+        metrics: registry,
       });
       await controller.start();
 
@@ -225,6 +228,11 @@ requireOrSkip(
           }
           assert.deepEqual(simulator.answered.get("shop/big"), ["infeasible"]);
           assert.ok(controller!.stats.reasons.KnownInfeasible >= 1, "held as known infeasible");
+          assert.match(
+            registry.render(),
+            /^mbcas_controller_resize_pending_pods\{reason="Infeasible"\} [1-9]/m,
+            "the pending Infeasible resize is counted",
+          );
 
           // A different value is tried once the backoff is over (long since, here)…
           await setPaLimit("shop", "big", "2");

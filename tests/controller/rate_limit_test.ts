@@ -45,3 +45,16 @@ Deno.test("metrics: Prometheus text format with labels, histograms and memory ga
   assert.match(text, /z_seconds_count\{kind="a\\"b"\} 1/);
   assert.match(text, /^process_resident_memory_bytes \d+$/m);
 });
+
+Deno.test("metrics: collectors refresh gauges before each render; a failing one spoils nothing", () => {
+  const registry = new Registry();
+  const gauge = registry.add(new Gauge("depth", "D."));
+  let depth = 1;
+  registry.onRender(() => gauge.set(depth));
+  registry.onRender(() => {
+    throw new Error("broken collector");
+  });
+  assert.match(registry.render(), /^depth 1$/m);
+  depth = 7;
+  assert.match(registry.render(), /^depth 7$/m, "read again at the next render");
+});

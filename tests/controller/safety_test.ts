@@ -17,7 +17,13 @@ import {
   ResizeController,
 } from "../../src/controller/mod.ts";
 import { EventRecorder } from "../../src/controller/events.ts";
-import { MIRROR_POD_ANNOTATION } from "../../src/managed/mod.ts";
+import {
+  HEARTBEAT_LABELS,
+  heartbeatLeaseName,
+  MIRROR_POD_ANNOTATION,
+} from "../../src/managed/mod.ts";
+import { Registry } from "../../src/metrics/mod.ts";
+import { microTime } from "../../src/k8s/mod.ts";
 import { startCluster } from "../_support/cluster.ts";
 import { requireOrSkip, testbedMissing } from "../_support/requirements.ts";
 import { burstablePod, eventually, kubeConfig } from "../k8s/_helpers.ts";
@@ -122,6 +128,12 @@ requireOrSkip(
         await new Promise((r) => setTimeout(r, 200));
       }
     };
+    const registry = new Registry();
+    /** The value of one series of the controller's metrics, or undefined. */
+    const metric = (series: string) => {
+      const line = registry.render().split("\n").find((l) => l.startsWith(`${series} `));
+      return line === undefined ? undefined : Number(line.slice(series.length + 1));
+    };
     try {
       const controllerKc = kubeConfig(testbed.identities.controller.kubeconfig);
       controller = new ResizeController(controllerKc, {
@@ -139,6 +151,7 @@ requireOrSkip(
         resyncMs: 1000,
         canWrite: () => writable,
         staleAfterIntervals: 12,
+        metrics: registry,
       });
       await controller.start();
       controller.resyncAll();
@@ -241,7 +254,50 @@ requireOrSkip(
           status?.conditions?.find((c: any) => c.type === "Skipped")?.message ?? "",
           /was refreshed for \d+ s \(limit 30 s\)/,
         );
+        assert.ok(
+          (metric('mbcas_controller_allocations{state="stale"}') ?? 0) >= 1,
+          "the stale allocation is counted",
+        );
       });
+
+      await t.step(
+        "the age of each node's agent heartbeat is a gauge that grows until renewed",
+        async () => {
+          const coordination = cluster.admin.makeApiClient(k8s.CoordinationV1Api);
+          // Namespace mbcas-system comes with the RBAC manifests. client-node would
+          // write renewTime with 3 fractional digits, which a MicroTime refuses:
+          // created without it, then renewed by a merge patch, as the agent does.
+          const name = heartbeatLeaseName("node-h");
+          await coordination.createNamespacedLease({
+            namespace: "mbcas-system",
+            body: {
+              metadata: { name, labels: { ...HEARTBEAT_LABELS } },
+              spec: { holderIdentity: "node-h" },
+            },
+          });
+          const renew = () =>
+            coordination.patchNamespacedLease(
+              {
+                name,
+                namespace: "mbcas-system",
+                body: { spec: { renewTime: microTime(new Date()) } },
+              },
+              k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
+            );
+          await renew();
+          const series = 'mbcas_controller_agent_heartbeat_age_seconds{node="node-h"}';
+          const first = await eventually("node-h's heartbeat seen", () => metric(series));
+          assert.ok(first < 5, `just renewed: ${first} s`);
+          await new Promise((r) => setTimeout(r, 2000));
+          const later = metric(series)!;
+          assert.ok(later >= first + 1.5, `not renewed for 2 s: ${first} s → ${later} s`);
+          await renew();
+          await eventually("renewed", () => {
+            const age = metric(series);
+            return age !== undefined && age < later - 1 ? true : undefined;
+          });
+        },
+      );
 
       await t.step("terminating and mirror pods are never resized", async () => {
         const held = burstablePod(NS, "ending", "node-a", [{
