@@ -5,7 +5,7 @@
  * each repetition's table and MBCAS's targets, then (for several) each
  * target's median and min–max over the repetitions, and writes the runs, a
  * report per run, a comparison chart (medians) and `summary.md` (markdown
- * for the README) to `--out`.
+ * for docs/lab.md) to `--out`.
  *
  * @module
  */
@@ -29,7 +29,7 @@ const USAGE = `usage: deno task lab-bench [--duration SECONDS] [--scenario ${SCE
   --policies L   which policies to run, in order (default all four)
   --repeat N     run every policy N times, repetition by repetition (default 1; 1..10); prints
                  each repetition's table and targets, then each target's median and min–max
-  --out DIR      where to write results.json, summary.md (markdown tables for the README),
+  --out DIR      where to write results.json, summary.md (markdown tables for docs/lab.md),
                  comparison.svg (medians over the repetitions) and report-<policy>.html
                  (report-<policy>-<repetition>.html with --repeat above 1)
                  (default lab-bench-results)
@@ -467,7 +467,7 @@ export interface SummaryMeta {
 }
 
 /**
- * `summary.md`, ready for the README: one line on the runs, a table of each
+ * `summary.md`, ready for docs/lab.md: one line on the runs, a table of each
  * policy's median and min–max over the repetitions (latency p99 of the
  * latency pods, batch CPU-s, node use, work done of the bursty protected
  * pods, throttled seconds of the protected pods, kernel resizes per

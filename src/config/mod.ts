@@ -16,7 +16,7 @@ export interface OptionSpec {
   env: string;
   /** Default, as it would be written on the command line; "" for none. */
   default: string;
-  /** What it means, for the README's reference. */
+  /** What it means, for the reference tables of docs/configuration.md. */
   help: string;
 }
 

@@ -12,7 +12,7 @@ import { LOG_LEVELS } from "../log/mod.ts";
 import { ANY_ADDRESS } from "../serve/mod.ts";
 import type { ResizePolicyConfig } from "./policy.ts";
 
-/** Every option: flag name, environment variable, default, and meaning (a test keeps the README's reference table in step with this). */
+/** Every option: flag name, environment variable, default, and meaning (a test keeps the reference table of docs/configuration.md in step with this). */
 export const CONTROLLER_OPTIONS = {
   kubeconfig: {
     env: "KUBECONFIG",

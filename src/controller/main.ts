@@ -2,7 +2,7 @@
  * The MBCAS controller: applies PodAllocations to pods in place through
  * `pods/resize`, with leader election, probes and metrics.
  *
- * Run: `deno task controller -- --kubeconfig FILE` (see README for every flag).
+ * Run: `deno task controller -- --kubeconfig FILE` (docs/configuration.md lists every flag).
  *
  * @module
  */

@@ -286,21 +286,21 @@ Deno.test("publishing hysteresis: changes of at least 5% or 20m, whichever is la
   assert.equal(worthPublishing(200, 180), true);
 });
 
-Deno.test("README documents every agent flag and environment variable with its default", async () => {
+Deno.test("docs/configuration.md documents every agent flag and environment variable with its default", async () => {
   const { AGENT_OPTIONS } = await import("../../src/agent/config.ts");
-  const whole = Deno.readTextFileSync(new URL("../../README.md", import.meta.url));
-  const readme = whole.slice(
-    whole.indexOf("### Agent configuration"),
-    whole.indexOf("## The test bed"),
-  );
+  const whole = Deno.readTextFileSync(new URL("../../docs/configuration.md", import.meta.url));
+  const start = whole.indexOf("\n## Agent configuration\n");
+  assert.ok(start >= 0, "docs/configuration.md lacks its section ## Agent configuration");
+  const next = whole.indexOf("\n## ", start + 1);
+  const section = whole.slice(start, next < 0 ? undefined : next);
   for (const [name, spec] of Object.entries(AGENT_OPTIONS)) {
-    const row = readme.split("\n").find((l) =>
+    const row = section.split("\n").find((l) =>
       new RegExp(`^\\|\\s*\`--${name}\`\\s*\\|`).test(l) && l.includes(spec.env)
     );
-    assert.ok(row, `README lacks --${name} (${spec.env})`);
+    assert.ok(row, `docs/configuration.md lacks --${name} (${spec.env})`);
     assert.ok(
       spec.default === "" ? row.includes("(empty)") : row.includes(`\`${spec.default}\``),
-      `README default of --${name}`,
+      `docs/configuration.md default of --${name}`,
     );
   }
 });

@@ -70,17 +70,23 @@ Deno.test("config: an invalid value names the flag or variable and the value", (
   }
 });
 
-Deno.test("config: README documents every flag and environment variable with its default", () => {
-  const whole = Deno.readTextFileSync(new URL("../../README.md", import.meta.url));
-  const readme = whole.slice(whole.indexOf("## The controller"), whole.indexOf("## The agent"));
+Deno.test("config: docs/configuration.md documents every flag and environment variable with its default", () => {
+  const whole = Deno.readTextFileSync(new URL("../../docs/configuration.md", import.meta.url));
+  const start = whole.indexOf("\n## Controller configuration\n");
+  assert.ok(start >= 0, "docs/configuration.md lacks its section ## Controller configuration");
+  const next = whole.indexOf("\n## ", start + 1);
+  const section = whole.slice(start, next < 0 ? undefined : next);
   for (const [name, spec] of Object.entries(CONTROLLER_OPTIONS)) {
     // deno fmt pads table cells with spaces.
-    const row = readme.split("\n").find((l) => new RegExp(`^\\|\\s*\`--${name}\`\\s*\\|`).test(l));
-    assert.ok(row, `README lacks --${name}`);
-    assert.ok(row.includes(`\`${spec.env}\``), `README row of --${name} lacks ${spec.env}`);
+    const row = section.split("\n").find((l) => new RegExp(`^\\|\\s*\`--${name}\`\\s*\\|`).test(l));
+    assert.ok(row, `docs/configuration.md lacks --${name}`);
+    assert.ok(
+      row.includes(`\`${spec.env}\``),
+      `docs/configuration.md row of --${name} lacks ${spec.env}`,
+    );
     assert.ok(
       spec.default === "" ? row.includes("(empty)") : row.includes(`\`${spec.default}\``),
-      `README default of --${name}`,
+      `docs/configuration.md default of --${name}`,
     );
   }
 });

@@ -77,7 +77,7 @@ for (const component of Object.keys(COMPONENTS) as Component[]) {
     ]);
     assert.deepEqual(set.sys, ["hostname"]);
     // client-node's `debug` dependency lists the whole environment when it
-    // loads, so a list of variables is refused (measured; see README).
+    // loads, so a list of variables is refused (measured; see docs/security.md).
     assert.equal(set.env, true);
     const local: PermissionSet = sets[`${component}-local`];
     for (const kind of ["write", "run", "ffi", "import"] as const) {

@@ -48,7 +48,7 @@ import { containerId, zeroCounters } from "../cgroup/_fixtures.ts";
 const AGENT_MAIN = new URL("../../src/agent/main.ts", import.meta.url).pathname;
 const CONTROLLER_MAIN = new URL("../../src/controller/main.ts", import.meta.url).pathname;
 
-/** Every fault the campaign knows, in the order of the README's table. */
+/** Every fault the campaign knows, in the order of the table in docs/development.md. */
 export const FAULTS = [
   "agent-killed-while-publishing",
   "leader-killed-between-patch-and-status",
