@@ -15,9 +15,13 @@ export {
   optedIn,
   podState,
   resizePendingReason,
+  slimNamespace,
+  slimNode,
+  slimPod,
   staleness,
   statusChanged,
   statusFor,
+  withoutManagedFields,
 } from "./observe.ts";
 export { CONTROLLER_OPTIONS } from "./config.ts";
 export { ResizeRateLimiter, TokenBucket } from "./rate_limit.ts";

@@ -16,7 +16,9 @@ import {
 import {
   containerIneligibility,
   kubeletSupportsResize,
+  MBCAS_KEY_PREFIX,
   minLimitRule,
+  MIRROR_POD_ANNOTATION,
   podIneligibility,
   tierOf,
 } from "../managed/mod.ts";
@@ -51,6 +53,119 @@ function condition(pod: k8s.V1Pod, type: string): ResizeCondition | null {
     reason: c.reason ?? "",
     message: c.message ?? "",
     observedGeneration: c.observedGeneration ?? null,
+  };
+}
+
+// deno-lint-ignore no-explicit-any
+type Json = any;
+
+/** Only the entries of `record` whose keys pass `keep`; undefined when none do. */
+function pick(
+  record: Record<string, string> | undefined,
+  keep: (key: string) => boolean,
+): Record<string, string> | undefined {
+  const kept = Object.entries(record ?? {}).filter(([key]) => keep(key));
+  return kept.length === 0 ? undefined : Object.fromEntries(kept);
+}
+
+/** CPU and memory of a `resources` block (requests, limits), the rest dropped. */
+function slimResources(resources: Json): k8s.V1ResourceRequirements | undefined {
+  if (resources === undefined || resources === null) return undefined;
+  const part = (values: Json) =>
+    values === undefined || values === null
+      ? undefined
+      : pick(values, (k) => k === "cpu" || k === "memory");
+  return { requests: part(resources.requests), limits: part(resources.limits) };
+}
+
+/** The metadata every cached object keeps: identity and version. */
+function slimMeta(meta: Json): k8s.V1ObjectMeta {
+  return {
+    name: meta?.name,
+    namespace: meta?.namespace,
+    uid: meta?.uid,
+    resourceVersion: meta?.resourceVersion,
+  };
+}
+
+/** An object without `metadata.managedFields` (server-side apply's bookkeeping, often the bulk of a small object), the rest as it is. Idempotent. */
+export function withoutManagedFields<T>(object: unknown): T {
+  const o = object as { metadata?: { managedFields?: unknown } };
+  if (o?.metadata?.managedFields === undefined) return object as T;
+  const { managedFields: _, ...metadata } = o.metadata;
+  return { ...o, metadata } as T;
+}
+
+/**
+ * A pod reduced to what the controller reads ({@link podState},
+ * {@link statusFor}, events, resizes): identity, generation, deletion, MBCAS's
+ * own annotations and the mirror-pod one, the node, each app container's
+ * name, CPU and memory resources and resize policy, and status phase, QoS
+ * class, conditions and each container's reported resources. managedFields,
+ * volumes, env, images, probes and the like are dropped before the cache
+ * stores the pod. Idempotent.
+ */
+export function slimPod(object: unknown): k8s.V1Pod {
+  const pod = object as Json;
+  const meta = pod?.metadata;
+  return {
+    metadata: {
+      ...slimMeta(meta),
+      generation: meta?.generation,
+      deletionTimestamp: meta?.deletionTimestamp,
+      annotations: pick(
+        meta?.annotations,
+        (k) => k.startsWith(MBCAS_KEY_PREFIX) || k === MIRROR_POD_ANNOTATION,
+      ),
+    },
+    spec: {
+      nodeName: pod?.spec?.nodeName,
+      containers: (pod?.spec?.containers ?? []).map((c: Json) => ({
+        name: c.name,
+        resources: slimResources(c.resources),
+        resizePolicy: c.resizePolicy,
+      })),
+    },
+    status: {
+      phase: pod?.status?.phase,
+      qosClass: pod?.status?.qosClass,
+      conditions: pod?.status?.conditions?.map((c: Json) => ({
+        type: c.type,
+        status: c.status,
+        reason: c.reason,
+        message: c.message,
+        observedGeneration: c.observedGeneration,
+      })),
+      containerStatuses: pod?.status?.containerStatuses?.map((c: Json) => ({
+        name: c.name,
+        resources: slimResources(c.resources),
+      })),
+    },
+  } as k8s.V1Pod;
+}
+
+/** A node reduced to what the controller reads: its name, allocatable CPU and kubelet version. Idempotent. */
+export function slimNode(object: unknown): k8s.V1Node {
+  const node = object as Json;
+  return {
+    metadata: slimMeta(node?.metadata),
+    status: {
+      allocatable: pick(node?.status?.allocatable, (k) => k === "cpu"),
+      nodeInfo: { kubeletVersion: node?.status?.nodeInfo?.kubeletVersion },
+    },
+  } as k8s.V1Node;
+}
+
+/** A namespace reduced to its identity and MBCAS's labels and annotations (opt-in, tier, rules). Idempotent. */
+export function slimNamespace(object: unknown): k8s.V1Namespace {
+  const meta = (object as Json)?.metadata;
+  const mbcas = (k: string) => k.startsWith(MBCAS_KEY_PREFIX);
+  return {
+    metadata: {
+      ...slimMeta(meta),
+      labels: pick(meta?.labels, mbcas),
+      annotations: pick(meta?.annotations, mbcas),
+    },
   };
 }
 

@@ -22,8 +22,8 @@ import {
   kubeSource,
   makeApiClient,
   MERGE_PATCH,
+  pagedList,
   patchPodResize,
-  plainList,
   statusCode,
 } from "../k8s/mod.ts";
 import {
@@ -33,9 +33,13 @@ import {
   memoryFromStatus,
   podState,
   resizePendingReason,
+  slimNamespace,
+  slimNode,
+  slimPod,
   staleness,
   statusChanged,
   statusFor,
+  withoutManagedFields,
 } from "./observe.ts";
 import {
   cacheBehind,
@@ -262,40 +266,45 @@ export class ResizeController {
     });
     const core = makeApiClient(kc, k8s.CoreV1Api);
     const custom = makeApiClient(kc, k8s.CustomObjectsApi);
+    // Every list is paginated, and pods, nodes and namespaces are cached only
+    // with the fields the controller reads (a cluster's pods in full would be
+    // hundreds of MB: managedFields, env, volumes, images).
     this.#allocations = new Informer(
       kubeSource<PlainPodAllocation>(kc, {
         path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
-        list: async () => {
-          const list = await custom.listClusterCustomObject({
-            group: GROUP,
-            version: VERSION,
-            plural: PLURAL,
-          }) as {
-            items: PlainPodAllocation[];
-            metadata: { resourceVersion: string };
-          };
-          return { items: list.items, resourceVersion: list.metadata.resourceVersion };
-        },
+        list: pagedList(
+          (page) =>
+            custom.listClusterCustomObject({
+              group: GROUP,
+              version: VERSION,
+              plural: PLURAL,
+              ...page,
+            }),
+          { transform: withoutManagedFields<PlainPodAllocation> },
+        ),
       }),
-      informerOptions("podallocations"),
+      { ...informerOptions("podallocations"), transform: withoutManagedFields },
     );
     this.#pods = new Informer(
       kubeSource<k8s.V1Pod>(kc, {
         path: "/api/v1/pods",
-        list: plainList(() => core.listPodForAllNamespaces()),
+        list: pagedList((page) => core.listPodForAllNamespaces(page), { transform: slimPod }),
       }),
-      informerOptions("pods"),
+      { ...informerOptions("pods"), transform: slimPod },
     );
     this.#namespaces = new Informer(
       kubeSource<k8s.V1Namespace>(kc, {
         path: "/api/v1/namespaces",
-        list: plainList(() => core.listNamespace()),
+        list: pagedList((page) => core.listNamespace(page), { transform: slimNamespace }),
       }),
-      informerOptions("namespaces"),
+      { ...informerOptions("namespaces"), transform: slimNamespace },
     );
     this.#nodes = new Informer(
-      kubeSource<k8s.V1Node>(kc, { path: "/api/v1/nodes", list: plainList(() => core.listNode()) }),
-      informerOptions("nodes"),
+      kubeSource<k8s.V1Node>(kc, {
+        path: "/api/v1/nodes",
+        list: pagedList((page) => core.listNode(page), { transform: slimNode }),
+      }),
+      { ...informerOptions("nodes"), transform: slimNode },
     );
     const heartbeatNamespace = options.heartbeatNamespace ?? "mbcas-system";
     const coordination = makeApiClient(kc, k8s.CoordinationV1Api);
@@ -303,14 +312,17 @@ export class ResizeController {
       kubeSource<k8s.V1Lease>(kc, {
         path: `/apis/coordination.k8s.io/v1/namespaces/${heartbeatNamespace}/leases`,
         labelSelector: HEARTBEAT_LABEL_SELECTOR,
-        list: plainList(() =>
-          coordination.listNamespacedLease({
-            namespace: heartbeatNamespace,
-            labelSelector: HEARTBEAT_LABEL_SELECTOR,
-          })
+        list: pagedList(
+          (page) =>
+            coordination.listNamespacedLease({
+              namespace: heartbeatNamespace,
+              labelSelector: HEARTBEAT_LABEL_SELECTOR,
+              ...page,
+            }),
+          { transform: withoutManagedFields<k8s.V1Lease> },
         ),
       }),
-      informerOptions("heartbeats"),
+      { ...informerOptions("heartbeats"), transform: withoutManagedFields },
     );
   }
 
@@ -330,7 +342,13 @@ export class ResizeController {
   async start(): Promise<void> {
     this.#running = true;
     this.#allocations.subscribe((e) => this.#enqueue(keyOf(e.object), e.type !== "resync"));
-    this.#pods.subscribe((e) => this.#enqueue(keyOf(e.object), e.type !== "resync"));
+    // A pod matters only with a PodAllocation of the same key; any other pod's
+    // event costs the cache update alone. (A PodAllocation created later is
+    // queued by its own event.)
+    this.#pods.subscribe((e) => {
+      const key = keyOf(e.object);
+      if (this.#allocations.get(key) !== undefined) this.#enqueue(key, e.type !== "resync");
+    });
     this.#namespaces.subscribe((e) => {
       if (e.type === "resync") return;
       const ns = e.object.metadata?.name;

@@ -71,6 +71,13 @@ export interface InformerOptions {
   log?: (level: "info" | "warn", message: string, fields?: Record<string, unknown>) => void;
   /** Randomness for jitter (default Math.random). */
   random?: () => number;
+  /**
+   * Reduces each listed or watched object to what the cache's readers use,
+   * before it is stored (like client-go's transform functions): the cache
+   * then holds only that. It must keep `metadata.name`, `namespace` and
+   * `resourceVersion`.
+   */
+  transform?: (object: unknown) => unknown;
 }
 
 /** Counters, for metrics and tests. */
@@ -121,7 +128,8 @@ export class Informer<T extends KubeObject> {
     lastActivityMs: 0,
   };
   readonly #source: InformerSource<T>;
-  readonly #options: Required<Omit<InformerOptions, "initialResourceVersion">>;
+  readonly #options: Required<Omit<InformerOptions, "initialResourceVersion" | "transform">>;
+  readonly #transform: (object: unknown) => T;
   readonly #store = new Map<string, T>();
   readonly #handlers = new Set<(event: InformerEvent<T>) => void>();
   #resourceVersion: string | undefined;
@@ -138,6 +146,8 @@ export class Informer<T extends KubeObject> {
   constructor(source: InformerSource<T>, options: InformerOptions) {
     this.#source = source;
     this.#resourceVersion = options.initialResourceVersion;
+    const transform = options.transform;
+    this.#transform = transform === undefined ? (o) => o as T : (o) => transform(o) as T;
     this.#options = {
       name: options.name,
       resyncMs: options.resyncMs ?? 30_000,
@@ -247,7 +257,8 @@ export class Informer<T extends KubeObject> {
     this.stats.lists++;
     this.stats.lastActivityMs = performance.now();
     const seen = new Set<string>();
-    for (const object of items) {
+    for (const item of items) {
+      const object = this.#transform(item);
       const key = objectKey(object);
       seen.add(key);
       this.#put(key, object);
@@ -282,13 +293,14 @@ export class Informer<T extends KubeObject> {
       const rv = object?.metadata?.resourceVersion;
       if (rv !== undefined) this.#resourceVersion = rv;
       if (type === "BOOKMARK") return;
-      const key = objectKey(object);
+      const kept = this.#transform(object);
+      const key = objectKey(kept);
       if (type === "DELETED") {
         const previous = this.#store.get(key);
         this.#store.delete(key);
-        this.#emit({ type: "deleted", object: previous ?? object });
+        this.#emit({ type: "deleted", object: previous ?? kept });
       } else {
-        this.#put(key, object);
+        this.#put(key, kept);
       }
     });
     this.#current = stream;

@@ -25,7 +25,7 @@ export type {
   WatchStream,
 } from "./informer.ts";
 export { retryOnConflict } from "./retry.ts";
-export { MERGE_PATCH, microTime, plainList, toPlain } from "./plain.ts";
+export { LIST_PAGE_SIZE, MERGE_PATCH, microTime, pagedList, plainList, toPlain } from "./plain.ts";
 export {
   DEFAULT_REQUEST_TIMEOUT_MS,
   httpClientFor,

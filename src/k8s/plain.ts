@@ -32,6 +32,44 @@ export function plainList<T>(
   };
 }
 
+/** Objects per page of a paginated list ({@link pagedList}). */
+export const LIST_PAGE_SIZE = 500;
+
+/** One page of a list as client-node returns it (typed: `_continue`; custom objects: `continue`). */
+interface ListPage<T> {
+  items: T[];
+  metadata?: { resourceVersion?: string; _continue?: string; continue?: string };
+}
+
+/**
+ * Wraps a paginated client-node list call as an informer's `list`: asks for
+ * pages of `pageSize` objects (`limit`, then `continue` tokens) until the
+ * last, reduces each page's items to plain JSON (and through `transform`,
+ * when given, page by page so a large list is never held whole), and
+ * returns them with the first page's resourceVersion (pages of one list are
+ * one consistent snapshot). An expired continue token fails the list like
+ * any error; the informer lists again from the start.
+ */
+export function pagedList<T>(
+  fetchPage: (page: { limit: number; _continue?: string }) => Promise<ListPage<unknown>>,
+  options: { pageSize?: number; transform?: (item: unknown) => T } = {},
+): () => Promise<{ items: T[]; resourceVersion: string }> {
+  const pageSize = options.pageSize ?? LIST_PAGE_SIZE;
+  const transform = options.transform ?? ((item: unknown) => item as T);
+  return async () => {
+    const items: T[] = [];
+    let resourceVersion: string | undefined;
+    let token: string | undefined;
+    do {
+      const page = await fetchPage({ limit: pageSize, ...(token ? { _continue: token } : {}) });
+      for (const item of toPlain(page.items)) items.push(transform(item));
+      resourceVersion ??= page.metadata?.resourceVersion ?? "";
+      token = page.metadata?._continue ?? page.metadata?.continue ?? undefined;
+    } while (token);
+    return { items, resourceVersion: resourceVersion ?? "" };
+  };
+}
+
 /**
  * A Kubernetes MicroTime (Lease `renewTime`, `acquireTime`): RFC 3339 with
  * exactly six fractional digits, as the API server requires.

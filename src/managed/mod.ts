@@ -12,6 +12,8 @@ import { parseMillicores } from "../api/mod.ts";
 
 /** Namespace label that opts every pod in the namespace in (`"true"`). */
 export const MANAGED_LABEL = "mbcas.io/managed";
+/** The prefix of every label and annotation key MBCAS reads or writes. */
+export const MBCAS_KEY_PREFIX = "mbcas.io/";
 /** Pod annotation that opts a pod in (`"true"`) or out (`"false"`), overriding its namespace. */
 export const MANAGED_ANNOTATION = "mbcas.io/managed";
 /** Pod annotation that allows resizing containers whose CPU resizePolicy restarts them (`"true"`). */

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { getHeapStatistics } from "node:v8";
 
 type Labels = Record<string, string>;
 
@@ -139,6 +140,9 @@ export class Registry {
       "# HELP deno_heap_used_bytes V8 heap in use, bytes.",
       "# TYPE deno_heap_used_bytes gauge",
       `deno_heap_used_bytes ${memory.heapUsed}`,
+      "# HELP deno_heap_limit_bytes V8 heap size limit in force (DENO_V8_FLAGS --max-old-space-size plus the young generation), bytes.",
+      "# TYPE deno_heap_limit_bytes gauge",
+      `deno_heap_limit_bytes ${getHeapStatistics().heap_size_limit}`,
     ];
     const blocks = this.#metrics.map((m) =>
       [`# HELP ${m.name} ${m.help}`, `# TYPE ${m.name} ${m.type}`, ...m.render()].join("\n")

@@ -25,9 +25,15 @@ interface Replica {
   log: Promise<string>;
 }
 
-function spawnController(kubeconfig: string, identity: string, extra: string[] = []): Replica {
+function spawnController(
+  kubeconfig: string,
+  identity: string,
+  extra: string[] = [],
+  env: Record<string, string> = {},
+): Replica {
   const port = freePort();
   const child = new Deno.Command(Deno.execPath(), {
+    env,
     args: [
       "run",
       ...taskRunFlags("controller"),
@@ -110,9 +116,14 @@ requireOrSkip(
     };
     try {
       const kubeconfig = testbed.identities.controller.kubeconfig;
+      // Two heap sizes through DENO_V8_FLAGS, as the manifests set it.
       replicas.push(
-        spawnController(kubeconfig, "replica-1"),
-        spawnController(kubeconfig, "replica-2"),
+        spawnController(kubeconfig, "replica-1", [], {
+          DENO_V8_FLAGS: "--max-old-space-size=160",
+        }),
+        spawnController(kubeconfig, "replica-2", [], {
+          DENO_V8_FLAGS: "--max-old-space-size=96",
+        }),
       );
 
       let leader!: Replica;
@@ -141,6 +152,15 @@ requireOrSkip(
             namespace: "mbcas-system",
           });
           assert.equal(lease.spec?.holderIdentity, leader.identity);
+          const limits = await Promise.all(replicas.map(async (r) => {
+            const text = (await get(r, "/metrics")).text;
+            return Number(/^deno_heap_limit_bytes (\d+)$/m.exec(text)?.[1]);
+          }));
+          assert.equal(
+            limits[0] - limits[1],
+            64 * 1024 * 1024,
+            `DENO_V8_FLAGS sets the heap: ${limits.join(" vs ")} bytes`,
+          );
         },
       );
 

@@ -175,6 +175,14 @@ function environment(
   return env;
 }
 
+/** A memory quantity in MB (Mi, Gi or M); NaN for anything else. */
+function parseMemoryMb(quantity: string | undefined): number {
+  const match = /^(\d+)(Mi|Gi|M)$/.exec(quantity ?? "");
+  if (match === null) return NaN;
+  const n = Number(match[1]);
+  return match[2] === "Gi" ? n * 1024 : match[2] === "Mi" ? n : (n * 1e6) / 2 ** 20;
+}
+
 /** Checks what both of our containers share: ports, probes, no command, the `restricted` basics. */
 function checkContainer(
   container: k8s.V1Container,
@@ -185,9 +193,16 @@ function checkContainer(
   assert.equal(container.command, undefined, "the image's entrypoint runs the binary");
   const known = new Set(Object.values(options).map((o) => o.env));
   for (const e of container.env ?? []) {
+    if (e.name === "DENO_V8_FLAGS") continue; // the runtime's, checked below
     assert.ok(known.has(e.name), `env ${e.name} is an option's variable`);
     assert.notEqual(e.name, "KUBECONFIG", "in-cluster credentials, not a kubeconfig");
   }
+  // The heap is sized at deploy time, within the container's memory limit.
+  const v8 = container.env?.find((e) => e.name === "DENO_V8_FLAGS")?.value ?? "";
+  const heapMb = Number(/--max-old-space-size=(\d+)/.exec(v8)?.[1]);
+  assert.ok(heapMb > 0, `DENO_V8_FLAGS sets --max-old-space-size: ${JSON.stringify(v8)}`);
+  const limitMb = parseMemoryMb(container.resources?.limits?.memory);
+  assert.ok(heapMb < limitMb, `a heap of ${heapMb} MB fits the memory limit of ${limitMb} MB`);
   for (const [name, fieldPath] of Object.entries(fieldRefs)) {
     const e = container.env?.find((x) => x.name === name);
     assert.equal(e?.valueFrom?.fieldRef?.fieldPath, fieldPath, `${name} from ${fieldPath}`);

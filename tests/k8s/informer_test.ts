@@ -164,3 +164,30 @@ Deno.test("backoffDelay: grows exponentially, stays within [ceiling/2, ceiling],
   assert.equal(backoffDelay(0, 100, 30_000, () => 0), 50);
   assert.equal(backoffDelay(3, 100, 30_000, () => 1), 800);
 });
+
+Deno.test("informer: the transform reduces listed and watched objects before the cache stores them", async () => {
+  const source = new ScriptedSource();
+  source.items = [{ ...obj("a", "5", 1), bulky: "x".repeat(1000) } as Obj];
+  const informer = new Informer<Obj>(source, {
+    name: "t",
+    resyncMs: 0,
+    backoffInitialMs: 5,
+    transform: (o) => {
+      const { metadata, value } = o as Obj;
+      return { metadata, value };
+    },
+  });
+  const events: Obj[] = [];
+  informer.subscribe((e) => events.push(e.object));
+  informer.start();
+  try {
+    await informer.synced();
+    await eventually("watch", () => source.current !== null);
+    source.current!.emit("ADDED", { ...obj("b", "11", 2), bulky: "y" });
+    source.current!.emit("DELETED", { ...obj("a", "12", 1), bulky: "z" });
+    assert.deepEqual(informer.list(), [{ metadata: obj("b", "11").metadata, value: 2 }]);
+    assert.ok(events.every((e) => !("bulky" in e)), "subscribers see what the cache holds");
+  } finally {
+    await informer.stop();
+  }
+});
