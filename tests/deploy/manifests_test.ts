@@ -8,7 +8,7 @@
  * pass `restricted`, the agent passes it but for its hostPath volume.
  */
 import assert from "node:assert/strict";
-import { join, relative } from "node:path";
+import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { parseMillicores } from "../../src/api/mod.ts";
 import { AGENT_OPTIONS, parseAgentConfig } from "../../src/agent/config.ts";
@@ -16,6 +16,7 @@ import { MAX_CPU_ANNOTATION, PRIORITY_ANNOTATION } from "../../src/agent/bids.ts
 import { CONTROLLER_OPTIONS, parseControllerConfig } from "../../src/controller/config.ts";
 import { ALLOW_RESTART_ANNOTATION, MANAGED_LABEL } from "../../src/controller/observe.ts";
 import { startTestbed } from "../../src/testbed/mod.ts";
+import { withBaseAndComponent } from "../_support/kustomize.ts";
 import { kubectlMissing, requireOrSkip, testbedMissing } from "../_support/requirements.ts";
 
 const DEPLOY = new URL("../../deploy/", import.meta.url).pathname;
@@ -100,26 +101,8 @@ function render(dir: string): Promise<Rendered> {
 }
 
 /** The base with the servicemonitor component, through a throw-away kustomization. */
-async function renderWithServiceMonitor(): Promise<Rendered> {
-  const dir = await Deno.makeTempDir({ prefix: "mbcas-kustomize-" });
-  try {
-    // kustomize takes only relative paths to other kustomizations.
-    await Deno.writeTextFile(
-      join(dir, "kustomization.yaml"),
-      [
-        "apiVersion: kustomize.config.k8s.io/v1beta1",
-        "kind: Kustomization",
-        "resources:",
-        `  - ${relative(dir, join(DEPLOY, "base"))}`,
-        "components:",
-        `  - ${relative(dir, join(DEPLOY, "components/servicemonitor"))}`,
-        "",
-      ].join("\n"),
-    );
-    return await render(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+function renderWithServiceMonitor(): Promise<Rendered> {
+  return withBaseAndComponent("components/servicemonitor", render);
 }
 
 function find<T = Obj>(objects: Obj[], kind: string, name: string): T {

@@ -17,7 +17,7 @@
  *   processes against the test bed, declare on their live /metrics.
  */
 import assert from "node:assert/strict";
-import { join, relative } from "node:path";
+import { join } from "node:path";
 import { freePort } from "../../src/testbed/mod.ts";
 import { taskRunFlags } from "../_support/task_flags.ts";
 import { kubectlMissing, requireOrSkip, testbedMissing } from "../_support/requirements.ts";
@@ -40,11 +40,11 @@ import {
   substituteVariables,
 } from "../_support/prometheus.ts";
 import { NodeLab } from "../agent/_node_lab.ts";
+import { withBaseAndComponent } from "../_support/kustomize.ts";
 import { eventually } from "../k8s/_helpers.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
 const ALERTS_DOC = join(ROOT, "docs/operations/alerts.md");
-const DEPLOY = join(ROOT, "deploy");
 
 /** The alerts the issue asks for; the rules may have more. */
 const REQUIRED_ALERTS = [
@@ -236,21 +236,7 @@ requireOrSkip(
   "monitoring: the component renders the ServiceMonitors, the PrometheusRule and the dashboard ConfigMap",
   kubectlMissing(),
   async () => {
-    const dir = await Deno.makeTempDir({ prefix: "mbcas-kustomize-" });
-    try {
-      // kustomize takes only relative paths to other kustomizations.
-      await Deno.writeTextFile(
-        join(dir, "kustomization.yaml"),
-        [
-          "apiVersion: kustomize.config.k8s.io/v1beta1",
-          "kind: Kustomization",
-          "resources:",
-          `  - ${relative(dir, join(DEPLOY, "base"))}`,
-          "components:",
-          `  - ${relative(dir, MONITORING_DIR)}`,
-          "",
-        ].join("\n"),
-      );
+    await withBaseAndComponent(MONITORING_DIR, async (dir) => {
       const out = await new Deno.Command("kubectl", {
         args: ["kustomize", dir],
         stdout: "piped",
@@ -292,9 +278,7 @@ requireOrSkip(
         false,
         "no target label on the controller (its series have their own node label)",
       );
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   },
 );
 
