@@ -43,3 +43,16 @@ export function taskRunFlags(task: string): string[] {
     return set === null ? [w] : permissionFlags(set[1]);
   });
 }
+
+/**
+ * The `DENO_V8_FLAGS` the shipped manifest of `component` sets
+ * (deploy/base/<component>.yaml), so benchmarks run with the heap users get.
+ */
+export function manifestV8Flags(component: "controller" | "agent"): string {
+  const yaml = Deno.readTextFileSync(
+    new URL(`../../deploy/base/${component}.yaml`, import.meta.url),
+  );
+  const value = /- name: DENO_V8_FLAGS\n\s+value: "?([^"\n]+)"?/.exec(yaml)?.[1];
+  if (value === undefined) throw new Error(`deploy/base/${component}.yaml sets no DENO_V8_FLAGS`);
+  return value.trim();
+}

@@ -4,7 +4,10 @@
  * containers (a cgroup fixture tree whose counters advance every second, pods
  * from the test bed's kubelet simulator), sampling every second and clearing
  * every 5 s. Reports its CPU time per second of wall time and its RSS over
- * 60 s. Targets: ≤ 1% of one core, RSS ≤ 100 MB.
+ * 60 s. Targets (issue 16, "an agent a node can afford"): ≤ 0.5% of one core,
+ * RSS ≤ 64 MB. The RSS is also split into anonymous memory (the V8 heap,
+ * buffers) and file-backed pages (mostly the Deno executable's code, shared
+ * and reclaimable), as /proc reports them at the peak.
  */
 import * as k8s from "@kubernetes/client-node";
 import { GROUP, PLURAL } from "../../src/api/mod.ts";
@@ -18,7 +21,7 @@ import {
   waitForCrd,
 } from "../../src/testbed/mod.ts";
 import { CgroupFixture } from "../cgroup/_fixtures.ts";
-import { taskRunFlags } from "../_support/task_flags.ts";
+import { manifestV8Flags, taskRunFlags } from "../_support/task_flags.ts";
 
 const PODS = 110;
 const SECONDS = 60;
@@ -32,9 +35,12 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS; // utime + stime
 }
 
-function rssMb(pid: number): number {
-  return Number(/VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))?.[1] ?? 0) /
-    1024;
+/** RSS, its anonymous and its file-backed part, MB. */
+function rssMb(pid: number): { rss: number; anon: number; file: number } {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  const field = (name: string) =>
+    Number(new RegExp(`${name}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) / 1024;
+  return { rss: field("VmRSS"), anon: field("RssAnon"), file: field("RssFile") };
 }
 
 const testbed = await startTestbed({ log });
@@ -108,6 +114,8 @@ try {
     );
   }, 1000);
   agent = new Deno.Command(Deno.execPath(), {
+    // The heap the shipped manifest gives it (DENO_V8_FLAGS), unless the caller sets one.
+    env: { DENO_V8_FLAGS: Deno.env.get("DENO_V8_FLAGS") ?? manifestV8Flags("agent") },
     args: [
       "run",
       ...(Deno.env.get("MBCAS_BENCH_DENO_FLAGS")?.split(" ").filter(Boolean) ?? []),
@@ -133,10 +141,11 @@ try {
   await sleep(15_000);
   const cpu0 = cpuSeconds(agent.pid);
   const t0 = performance.now();
-  let peak = 0;
+  let peak = { rss: 0, anon: 0, file: 0 };
   for (let s = 0; s < SECONDS; s++) {
     await sleep(1000);
-    peak = Math.max(peak, rssMb(agent.pid));
+    const now = rssMb(agent.pid);
+    if (now.rss > peak.rss) peak = now;
   }
   const cpu = cpuSeconds(agent.pid) - cpu0;
   const wall = (performance.now() - t0) / 1000;
@@ -152,9 +161,13 @@ try {
   console.log(
     `  CPU: ${cpu.toFixed(2)} s over ${wall.toFixed(0)} s = ${
       ((cpu / wall) * 100).toFixed(2)
-    }% of one core   (target: <= 1%)`,
+    }% of one core   (target: <= 0.5%)`,
   );
-  console.log(`  peak RSS: ${peak.toFixed(0)} MB   (target: <= 100 MB)`);
+  console.log(
+    `  peak RSS: ${peak.rss.toFixed(0)} MB   (target: <= 64 MB): anonymous ${
+      peak.anon.toFixed(0)
+    } MB, file-backed ${peak.file.toFixed(0)} MB`,
+  );
   console.log(`  PodAllocations published: ${pas}; counter ticks: ${n}`);
 } finally {
   if (ticker !== undefined) clearInterval(ticker);

@@ -19,7 +19,7 @@ import {
   waitForCrd,
 } from "../../src/testbed/mod.ts";
 
-import { taskRunFlags } from "../_support/task_flags.ts";
+import { manifestV8Flags, taskRunFlags } from "../_support/task_flags.ts";
 
 const NODES = 10;
 const PODS = 1000;
@@ -199,6 +199,8 @@ try {
   }
   const metricsPort = freePort();
   controller = new Deno.Command(Deno.execPath(), {
+    // The heap the shipped manifest gives it (DENO_V8_FLAGS), unless the caller sets one.
+    env: { DENO_V8_FLAGS: Deno.env.get("DENO_V8_FLAGS") ?? manifestV8Flags("controller") },
     args: [
       "run",
       ...(Deno.env.get("MBCAS_BENCH_DENO_FLAGS")?.split(" ").filter(Boolean) ?? []),
