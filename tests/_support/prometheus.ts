@@ -324,11 +324,3 @@ export function exportedMetricNames(exposition: string): Set<string> {
   }
   return names;
 }
-
-/**
- * GitHub's anchor for a Markdown heading: lower case, punctuation but `-` and
- * `_` dropped, spaces as `-`.
- */
-export function headingAnchor(heading: string): string {
-  return heading.trim().toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, "").replace(/\s/g, "-");
-}

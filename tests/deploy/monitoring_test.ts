@@ -27,7 +27,6 @@ import {
   DASHBOARD_FILE,
   dashboardPanels,
   exportedMetricNames,
-  headingAnchor,
   metricNames,
   MONITORING_DIR,
   parseYaml,
@@ -41,6 +40,7 @@ import {
 } from "../_support/prometheus.ts";
 import { NodeLab } from "../agent/_node_lab.ts";
 import { withBaseAndComponent } from "../_support/kustomize.ts";
+import { githubSlug } from "../_support/markdown_links.ts";
 import { eventually } from "../k8s/_helpers.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
@@ -98,13 +98,13 @@ Deno.test("monitoring: every alert has a severity, a summary, a description and 
   const names = alerts.map((a) => a.alert);
   assert.equal(new Set(names).size, names.length, "alert names are unique");
   const sections = alertSections();
-  const anchors = new Set(sections.map(headingAnchor));
+  const anchors = new Set(sections.map(githubSlug));
   for (const a of alerts) {
     assert.match(a.alert, /^MBCAS[A-Z]\w+$/);
     assert.ok(["warning", "critical"].includes(a.labels?.severity ?? ""), `${a.alert}: severity`);
     assert.ok((a.annotations?.summary ?? "").length > 10, `${a.alert}: summary`);
     assert.ok((a.annotations?.description ?? "").length > 40, `${a.alert}: description`);
-    const anchor = headingAnchor(a.alert);
+    const anchor = githubSlug(a.alert);
     assert.equal(a.annotations?.runbook_url, `docs/operations/alerts.md#${anchor}`);
     assert.ok(anchors.has(anchor), `docs/operations/alerts.md has a section "## ${a.alert}"`);
     assert.match(a.for ?? "", /^\d+[smh]$/, `${a.alert}: a for duration`);
@@ -115,9 +115,9 @@ Deno.test("monitoring: every alert has a severity, a summary, a description and 
     [],
     "sections of alerts.md without an alert",
   );
-  assert.equal(headingAnchor("MBCASAgentNotPublishing"), "mbcasagentnotpublishing");
+  assert.equal(githubSlug("MBCASAgentNotPublishing"), "mbcasagentnotpublishing");
   assert.equal(
-    headingAnchor("Rolling back: `deno task undeploy`"),
+    githubSlug("Rolling back: `deno task undeploy`"),
     "rolling-back-deno-task-undeploy",
   );
 });
