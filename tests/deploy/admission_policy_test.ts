@@ -161,15 +161,44 @@ requireOrSkip(
               body: pod,
             });
           }
-          // The policies are in force once the API server has loaded them.
-          await eventually("the agent policy denies", async () =>
-            (await call(
-              agentB,
-              "POST",
-              paPath(),
-              podAllocation("probe", crypto.randomUUID(), "node-a"),
-            ))
-              .status === 403);
+          // The API server loads each policy on its own: every one is probed
+          // (dry run, so a probe that gets through before its policy changes
+          // nothing) until it denies.
+          const probes: [string, () => ReturnType<typeof call>][] = [
+            ["mbcas-agent-own-node", () =>
+              call(
+                agentB,
+                "POST",
+                `${paPath()}?dryRun=All`,
+                podAllocation("probe", crypto.randomUUID(), "node-a"),
+              )],
+            ["mbcas-agent-own-heartbeat", () =>
+              call(
+                agentA,
+                "POST",
+                `/apis/coordination.k8s.io/v1/namespaces/${SYSTEM}/leases?dryRun=All`,
+                {
+                  apiVersion: "coordination.k8s.io/v1",
+                  kind: "Lease",
+                  metadata: { name: "mbcas-agent-node-b" },
+                  spec: { holderIdentity: "node-b", leaseDurationSeconds: 30 },
+                },
+              )],
+            ["mbcas-controller-cpu-limits-only", () =>
+              call(
+                controller,
+                "PATCH",
+                "/api/v1/namespaces/shop/pods/bystander/resize?dryRun=All",
+                { spec: { containers: [{ name: "app", resources: { limits: { cpu: "700m" } } }] } },
+                "application/strategic-merge-patch+json",
+              )],
+          ];
+          for (const [policy, probe] of probes) {
+            await eventually(`${policy} denies`, async () => {
+              const answer = await probe();
+              return answer.status === 403 && String(answer.body.message).includes(policy);
+            });
+          }
         },
       );
 
