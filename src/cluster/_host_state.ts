@@ -66,7 +66,7 @@ export interface HostSnapshot {
   cgroups: string[];
   /**
    * The immediate entries (names, sorted) of each of
-   * {@link WATCHED_DIRECTORIES}, keyed by the directory's canonical path
+   * {@link WATCHED_DIRECTORIES}, but not {@link HOST_TOOL_ENTRIES}, keyed by the directory's canonical path
    * (symbolic links resolved, so `/var/run` → `/run` is listed once, as
    * `/run`). A directory that does not exist has no key.
    */
@@ -84,6 +84,16 @@ export const WATCHED_DIRECTORIES: readonly string[] = [
   "/opt",
   "/var/lib/kubelet",
 ];
+
+/**
+ * Entries of watched directories that a snapshot leaves out: the runtime state
+ * of the host's own tools, created the first time any of them runs on a fresh
+ * machine, whoever runs it (`/run/mount`: util-linux's libmount keeps its
+ * `utab` there, and the first `mount` or `umount` creates it, the restore's
+ * own `umount -l` included). Neither the cluster's to remove nor a change a
+ * user would see.
+ */
+export const HOST_TOOL_ENTRIES: readonly string[] = ["/run/mount"];
 
 /**
  * Paths a cluster owns: {@link restoreHost} removes a new entry of a watched
@@ -843,7 +853,8 @@ async function readEntries(): Promise<Record<string, string[]>> {
       continue;
     }
     if (Object.hasOwn(entries, real)) continue;
-    entries[real] = (await Array.fromAsync(Deno.readDir(real))).map((e) => e.name).sort();
+    entries[real] = (await Array.fromAsync(Deno.readDir(real))).map((e) => e.name)
+      .filter((name) => !HOST_TOOL_ENTRIES.includes(join(real, name))).sort();
   }
   return entries;
 }

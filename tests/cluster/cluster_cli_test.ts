@@ -17,7 +17,10 @@ import { realNodeMissing } from "../_support/real_node.ts";
 
 const CLI = new URL("../../src/cli/cluster.ts", import.meta.url).pathname;
 
-function startCli(args: string[]): { child: Deno.ChildProcess; ready: Promise<string> } {
+/** The CLI started; `log()` is what it has written to stderr so far, for failure messages. */
+function startCli(
+  args: string[],
+): { child: Deno.ChildProcess; ready: Promise<string>; log: () => string } {
   const timeout = AbortSignal.timeout(180_000);
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--no-prompt", "--allow-all", CLI, ...args],
@@ -25,7 +28,11 @@ function startCli(args: string[]): { child: Deno.ChildProcess; ready: Promise<st
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  child.stderr.pipeTo(new WritableStream()).catch(() => {});
+  let stderr = "";
+  child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
+    new WritableStream({ write: (chunk) => void (stderr += chunk) }),
+  ).catch(() => {});
+  const log = () => `\n--- deno task cluster's stderr ---\n${stderr}`;
   const ready = (async () => {
     let text = "";
     for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
@@ -33,9 +40,9 @@ function startCli(args: string[]): { child: Deno.ChildProcess; ready: Promise<st
       if (text.includes("Ctrl-C stops everything")) return text;
       if (timeout.aborted) break;
     }
-    throw new Error(`deno task cluster ended before it was ready:\n${text}`);
+    throw new Error(`deno task cluster ended before it was ready:\n${text}${log()}`);
   })();
-  return { child, ready };
+  return { child, ready, log };
 }
 
 async function restoredWithin(before: HostSnapshot, timeoutMs: number): Promise<string[]> {
@@ -77,15 +84,19 @@ requireOrSkip(
       "SIGINT, twice as deno task passes it: the cluster stops in order, exit 0",
       async () => {
         const before = await snapshotHost();
-        const { child, ready } = startCli(["--no-images"]);
+        const { child, ready, log } = startCli(["--no-images"]);
         try {
           const printed = await ready;
           assert.match(printed, /export KUBECONFIG=\/\S+admin\.kubeconfig/);
           child.kill("SIGINT");
           child.kill("SIGINT");
           const status = await child.status;
-          assert.equal(status.code, 0);
-          assert.deepEqual(await restoredWithin(before, 0), [], "the machine is as before");
+          assert.equal(status.code, 0, log());
+          assert.deepEqual(
+            await restoredWithin(before, 0),
+            [],
+            `the machine is as before${log()}`,
+          );
         } finally {
           await killAndRestore(child, before);
         }
@@ -93,12 +104,12 @@ requireOrSkip(
     );
     await t.step("SIGKILL: the reaper restores the machine", async () => {
       const before = await snapshotHost();
-      const { child, ready } = startCli(["--no-images"]);
+      const { child, ready, log } = startCli(["--no-images"]);
       try {
         await ready;
         child.kill("SIGKILL");
         await child.status;
-        assert.deepEqual(await restoredWithin(before, 60_000), [], "restored within 60 s");
+        assert.deepEqual(await restoredWithin(before, 60_000), [], `restored within 60 s${log()}`);
       } finally {
         await killAndRestore(child, before);
       }
