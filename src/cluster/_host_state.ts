@@ -1165,6 +1165,37 @@ export async function restoreHost(
 }
 
 /**
+ * Lazily unmounts every mount point at or below `dir`, deepest first, and
+ * checks again (up to three passes): a directory that is wholly the caller's
+ * (a cluster's own) keeps no mount, whatever a snapshot saw. It catches a
+ * mount made after the restore's snapshot, such as a container's rootfs a
+ * dying runtime mounted late. Returns one line per action, `[]` when nothing
+ * was mounted there.
+ */
+export async function unmountBelow(
+  dir: string,
+  log: (line: string) => void = () => {},
+): Promise<string[]> {
+  const lines: string[] = [];
+  const say = (line: string) => {
+    lines.push(line);
+    log(line);
+  };
+  const root = await canonical(dir);
+  for (let pass = 0; pass < 3; pass++) {
+    const below = (await readMounts()).filter((m) => isUnder(m, root))
+      .sort((a, b) => depth(b) - depth(a));
+    if (below.length === 0) return lines;
+    for (const path of below) {
+      say(await execute({ kind: "umount", path }, new Set()));
+    }
+  }
+  const left = (await readMounts()).filter((m) => isUnder(m, root));
+  if (left.length > 0) say(`failed: mount points below ${root} remain: ${left.join(", ")}`);
+  return lines;
+}
+
+/**
  * The cgroups of other sessions beside this process (see
  * {@link siblingCgroupPatterns}), for the hierarchies of `snapshot`: what a
  * diff of the whole host ignores because something else makes and removes

@@ -8,7 +8,7 @@
  * @module
  */
 import { join } from "node:path";
-import { type HostSnapshot, restoreHost } from "./_host_state.ts";
+import { type HostSnapshot, restoreHost, unmountBelow } from "./_host_state.ts";
 import { defaultPlan, ownedByCluster, paths } from "./_plan.ts";
 import { killShims } from "./_shims.ts";
 
@@ -59,6 +59,7 @@ if (import.meta.main) {
       Deno.readTextFileSync(join(dir, "host-before.json")),
     );
     await restoreHost(before, { filter: ownedByCluster(defaultPlan(dir)) });
+    await unmountBelow(dir);
     Deno.removeSync(dir, { recursive: true });
   }
 }

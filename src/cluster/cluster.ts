@@ -29,7 +29,7 @@ import {
   ownedByCluster,
   paths,
 } from "./_plan.ts";
-import { type HostSnapshot, restoreHost, snapshotHost } from "./_host_state.ts";
+import { type HostSnapshot, restoreHost, snapshotHost, unmountBelow } from "./_host_state.ts";
 import { killShims } from "./_shims.ts";
 import { runCommand } from "./_command.ts";
 
@@ -218,6 +218,7 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
       "restoring the machine",
       () => restoreHost(before, { log, filter: ownedByCluster(plan) }),
     );
+    await step(`unmounting what is left below ${dir}`, () => unmountBelow(dir, log));
     await step(`removing ${dir}`, () => Deno.remove(dir, { recursive: true }));
     log("the local cluster is stopped and the machine restored");
   };

@@ -18,6 +18,7 @@ import {
   siblingCgroupPatterns,
   snapshotHost,
   sysctlPath,
+  unmountBelow,
   VOLATILE_SYSCTLS,
 } from "../../src/cluster/_host_state.ts";
 import { IN_CI, requireOrSkip } from "../_support/requirements.ts";
@@ -748,3 +749,42 @@ async function exists(path: string): Promise<boolean> {
     return false;
   }
 }
+
+requireOrSkip(
+  "unmountBelow on this machine: every mount below a directory goes, a point mounted twice too, a mount elsewhere stays",
+  NOT_ROOT,
+  async () => {
+    const tmp = await Deno.makeTempDir({ prefix: "mbcas-unmount-below-" });
+    const elsewhere = await Deno.makeTempDir({ prefix: "mbcas-unmount-elsewhere-" });
+    const mountsUnder = async (dir: string) =>
+      (await Deno.readTextFile("/proc/self/mountinfo")).split("\n")
+        .map((l) => l.split(" ")[4]).filter((m) => m !== undefined && m.startsWith(`${dir}/`));
+    try {
+      for (const d of ["src", "dst/inner", "twice"]) {
+        await Deno.mkdir(`${tmp}/${d}`, { recursive: true });
+      }
+      await sh(`mount --bind '${tmp}/src' '${tmp}/dst'`);
+      await Deno.mkdir(`${tmp}/dst/inner`, { recursive: true });
+      await sh(`mount --bind '${tmp}/src' '${tmp}/dst/inner'`);
+      await sh(`mount -t tmpfs none '${tmp}/twice' && mount -t tmpfs none '${tmp}/twice'`);
+      await Deno.mkdir(`${elsewhere}/d`);
+      await sh(`mount --bind '${elsewhere}/d' '${elsewhere}/d'`);
+      assert.equal((await mountsUnder(tmp)).length, 4, "four mounts below the directory");
+
+      const lines = await unmountBelow(tmp);
+      assert.deepEqual(await mountsUnder(tmp), [], lines.join("\n"));
+      assert.ok(lines.every((l) => l.startsWith("umount -l ")), lines.join("\n"));
+      assert.ok(lines[0].endsWith("/dst/inner"), `deepest first: ${lines.join(", ")}`);
+      assert.deepEqual(await mountsUnder(elsewhere), [`${elsewhere}/d`], "a mount elsewhere stays");
+      assert.deepEqual(await unmountBelow(tmp), [], "nothing left to do");
+    } finally {
+      for (const dir of [tmp, elsewhere]) {
+        await sh(
+          `while m=$(grep -m1 ' ${dir}/' /proc/self/mountinfo | cut -d' ' -f5) && [ -n "$m" ]; do umount -l "$m"; done`,
+        );
+      }
+      await Deno.remove(tmp, { recursive: true });
+      await Deno.remove(elsewhere, { recursive: true });
+    }
+  },
+);
