@@ -9,7 +9,7 @@
  *
  * @module
  */
-import * as k8s from "@kubernetes/client-node";
+import type * as k8s from "@kubernetes/client-node";
 import {
   API_VERSION,
   formatMillicores,
@@ -19,7 +19,7 @@ import {
   PLURAL,
   type PodAllocation,
   VERSION,
-} from "../api/mod.ts";
+} from "../api/core.ts";
 import {
   bareContainerID,
   type CgroupLayout,
@@ -45,14 +45,15 @@ import type { ProgressTracker } from "../serve/mod.ts";
 import {
   errorMessage,
   Informer,
-  kubeSource,
-  makeApiClient,
-  MERGE_PATCH,
+  LeanClient,
+  type LeanConfig,
+  leanConfigFromKubeConfig,
+  leanSource,
   microTime,
-  plainList,
   statusCode,
-} from "../k8s/mod.ts";
-import { settleMarket, type Settlement } from "../solver/mod.ts";
+  withoutManagedFields,
+} from "../k8s/lean/mod.ts";
+import { settleMarket, type Settlement } from "../solver/core.ts";
 import { Counter, Gauge, Histogram, Registry } from "../metrics/mod.ts";
 import {
   type BidConfig,
@@ -190,6 +191,31 @@ const USAGE_WINDOW = 60;
 /** A container's estimate is fresh while its last good signal is at most this many sampling intervals old. */
 const FRESH_SAMPLES = 3;
 
+/**
+ * The informers keep only what the agent reads (like client-go's transforms;
+ * each is idempotent): never `metadata.managedFields`, often the largest part
+ * of an object; of its Node the CPU capacity, of namespaces their metadata.
+ */
+function metadataOnly(object: unknown): unknown {
+  const o = withoutManagedFields(object) as { metadata?: unknown };
+  return { metadata: o.metadata };
+}
+
+function nodeCapacity(object: unknown): unknown {
+  const o = metadataOnly(object) as { metadata?: unknown };
+  const status = (object as k8s.V1Node).status;
+  return {
+    metadata: o.metadata,
+    status: { allocatable: status?.allocatable, capacity: status?.capacity },
+  };
+}
+
+/** The URL path of a namespace's PodAllocations, or of one of them. */
+function allocationPath(namespace: string, name?: string): string {
+  const collection = `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}`;
+  return name === undefined ? collection : `${collection}/${encodeURIComponent(name)}`;
+}
+
 /** What the agent knows about one container between samples. */
 interface ContainerTrack {
   path: string;
@@ -239,7 +265,7 @@ export class NodeAgent {
     & Required<Omit<AgentOptions, "log" | "now" | "metrics" | "progress">>
     & Pick<AgentOptions, "log" | "progress">;
   readonly #now: () => number;
-  readonly #custom: k8s.CustomObjectsApi;
+  readonly #api: LeanClient;
   readonly #pods: Informer<k8s.V1Pod>;
   readonly #node: Informer<k8s.V1Node>;
   readonly #namespaces: Informer<k8s.V1Namespace>;
@@ -258,7 +284,6 @@ export class NodeAgent {
   #discoveredAt = 0;
   #timers: ReturnType<typeof setInterval>[] = [];
   #clearing: Promise<void> | null = null;
-  readonly #coordination: k8s.CoordinationV1Api;
   #heartbeatAt = Number.NEGATIVE_INFINITY;
   /**
    * The protected containers' tracks at the last clearing, the sum of their
@@ -267,8 +292,12 @@ export class NodeAgent {
    */
   #protectedAtClearing: { tracks: ContainerTrack[]; need: number; threshold: number } | null = null;
 
-  /** Creates the agent; call {@link NodeAgent.start}. */
-  constructor(kc: k8s.KubeConfig, options: AgentOptions) {
+  /**
+   * Creates the agent; call {@link NodeAgent.start}. It talks to the API
+   * server through the lean client (src/k8s/lean/): `connection` says where
+   * (a client-node `KubeConfig` is read for its current cluster and user).
+   */
+  constructor(connection: LeanConfig | k8s.KubeConfig, options: AgentOptions) {
     this.#o = {
       samplingIntervalMs: 1000,
       marketIntervalMs: 5000,
@@ -287,51 +316,30 @@ export class NodeAgent {
       this.#o.publish.burst,
       this.#now(),
     );
-    const core = makeApiClient(kc, k8s.CoreV1Api);
-    this.#custom = makeApiClient(kc, k8s.CustomObjectsApi);
-    this.#coordination = makeApiClient(kc, k8s.CoordinationV1Api);
+    const api = new LeanClient(
+      "getCurrentCluster" in connection ? leanConfigFromKubeConfig(connection) : connection,
+    );
+    this.#api = api;
     const node = options.nodeName;
     const informer = <T extends k8s.KubernetesObject>(
       name: string,
       path: string,
-      list: () => Promise<{ items: T[]; resourceVersion: string }>,
-      fieldSelector?: string,
+      fieldSelector: string | undefined,
+      transform: (object: unknown) => unknown,
     ) =>
-      new Informer<T>(kubeSource<T>(kc, { path, list, fieldSelector }), { name, resyncMs: 60_000 });
-    this.#pods = informer(
-      "pods",
-      "/api/v1/pods",
-      plainList(() => core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${node}` })),
-      `spec.nodeName=${node}`,
-    );
-    this.#node = informer(
-      "node",
-      "/api/v1/nodes",
-      plainList(() => core.listNode({ fieldSelector: `metadata.name=${node}` })),
-      `metadata.name=${node}`,
-    );
-    this.#namespaces = informer(
-      "namespaces",
-      "/api/v1/namespaces",
-      plainList(() => core.listNamespace()),
-    );
-    const custom = this.#custom;
+      new Informer<T>(leanSource<T>(api, { path, fieldSelector }), {
+        name,
+        resyncMs: 60_000,
+        transform,
+      });
+    this.#pods = informer("pods", "/api/v1/pods", `spec.nodeName=${node}`, withoutManagedFields);
+    this.#node = informer("node", "/api/v1/nodes", `metadata.name=${node}`, nodeCapacity);
+    this.#namespaces = informer("namespaces", "/api/v1/namespaces", undefined, metadataOnly);
     this.#allocations = informer(
       "podallocations",
       `/apis/${GROUP}/${VERSION}/${PLURAL}`,
-      async () => {
-        const list = await custom.listClusterCustomObject({
-          group: GROUP,
-          version: VERSION,
-          plural: PLURAL,
-          fieldSelector: `spec.nodeName=${node}`,
-        }) as {
-          items: (PodAllocation & k8s.KubernetesObject)[];
-          metadata: { resourceVersion: string };
-        };
-        return { items: list.items, resourceVersion: list.metadata.resourceVersion };
-      },
       `spec.nodeName=${node}`,
+      withoutManagedFields,
     );
   }
 
@@ -344,7 +352,8 @@ export class NodeAgent {
   /** Starts watching, sampling and clearing. */
   async start(): Promise<void> {
     this.#layout = detectLayout(this.#o.cgroupRoot);
-    this.#sampler = new CgroupSampler(this.#layout);
+    // The agent takes limits from the pod spec: the CFS quota need not be read every second.
+    this.#sampler = new CgroupSampler(this.#layout, { slowLimits: true });
     for (const i of [this.#pods, this.#node, this.#namespaces, this.#allocations]) i.start();
     await Promise.all(
       [this.#pods, this.#node, this.#namespaces, this.#allocations].map((i) => i.synced()),
@@ -366,6 +375,7 @@ export class NodeAgent {
       [this.#pods, this.#node, this.#namespaces, this.#allocations].map((i) => i.stop()),
     );
     this.#sampler?.close();
+    this.#api.close();
   }
 
   /** Samples every container on the node once and updates its demand estimate. */
@@ -693,13 +703,7 @@ export class NodeAgent {
         pod !== undefined && pod.status?.phase !== "Running" && pod.metadata?.uid === pa.spec.podUID
       ) continue; // starting: keep
       try {
-        await this.#custom.deleteNamespacedCustomObject({
-          group: GROUP,
-          version: VERSION,
-          namespace: pa.metadata.namespace!,
-          plural: PLURAL,
-          name: pa.metadata.name,
-        });
+        await this.#api.delete(allocationPath(pa.metadata.namespace!, pa.metadata.name));
         this.stats.deletes++;
       } catch (error) {
         if (statusCode(error) !== 404) {
@@ -727,27 +731,21 @@ export class NodeAgent {
       renewTime: microTime(new Date(now)),
     };
     try {
+      const leases = `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`;
       try {
-        await this.#coordination.patchNamespacedLease(
-          { name, namespace, body: { spec } },
-          MERGE_PATCH,
-        );
+        await this.#api.mergePatch(`${leases}/${name}`, { spec });
       } catch (error) {
         if (statusCode(error) !== 404) throw error;
-        await this.#coordination.createNamespacedLease({
-          namespace,
-          body: {
-            metadata: { name, namespace, labels: { ...HEARTBEAT_LABELS } },
-            spec: {
-              holderIdentity: spec.holderIdentity,
-              leaseDurationSeconds: spec.leaseDurationSeconds,
-            },
+        await this.#api.create(leases, {
+          apiVersion: "coordination.k8s.io/v1",
+          kind: "Lease",
+          metadata: { name, namespace, labels: { ...HEARTBEAT_LABELS } },
+          spec: {
+            holderIdentity: spec.holderIdentity,
+            leaseDurationSeconds: spec.leaseDurationSeconds,
           },
         });
-        await this.#coordination.patchNamespacedLease(
-          { name, namespace, body: { spec } },
-          MERGE_PATCH,
-        );
+        await this.#api.mergePatch(`${leases}/${name}`, { spec });
       }
       this.#heartbeatAt = now;
       this.#metrics.writes.inc({ operation: "heartbeat", result: "ok" });
@@ -769,54 +767,38 @@ export class NodeAgent {
     const name = pod.metadata!.name!;
     try {
       if (existing === undefined) {
-        await this.#custom.createNamespacedCustomObject({
-          group: GROUP,
-          version: VERSION,
-          namespace,
-          plural: PLURAL,
-          body: {
-            apiVersion: API_VERSION,
-            kind: KIND,
-            metadata: {
+        await this.#api.create(allocationPath(namespace), {
+          apiVersion: API_VERSION,
+          kind: KIND,
+          metadata: {
+            name,
+            namespace,
+            labels: { "app.kubernetes.io/managed-by": "mbcas-agent" },
+            ownerReferences: [{
+              apiVersion: "v1",
+              kind: "Pod",
               name,
-              namespace,
-              labels: { "app.kubernetes.io/managed-by": "mbcas-agent" },
-              ownerReferences: [{
-                apiVersion: "v1",
-                kind: "Pod",
-                name,
-                uid: pod.metadata!.uid!,
-                controller: true,
-                blockOwnerDeletion: false,
-              }],
-            },
-            spec,
+              uid: pod.metadata!.uid!,
+              controller: true,
+              blockOwnerDeletion: false,
+            }],
           },
+          spec,
         });
       } else {
-        await this.#custom.patchNamespacedCustomObject(
-          {
-            group: GROUP,
-            version: VERSION,
-            namespace,
-            plural: PLURAL,
-            name,
-            body: {
-              metadata: {
-                ownerReferences: [{
-                  apiVersion: "v1",
-                  kind: "Pod",
-                  name,
-                  uid: pod.metadata!.uid!,
-                  controller: true,
-                  blockOwnerDeletion: false,
-                }],
-              },
-              spec,
-            },
+        await this.#api.mergePatch(allocationPath(namespace, name), {
+          metadata: {
+            ownerReferences: [{
+              apiVersion: "v1",
+              kind: "Pod",
+              name,
+              uid: pod.metadata!.uid!,
+              controller: true,
+              blockOwnerDeletion: false,
+            }],
           },
-          MERGE_PATCH,
-        );
+          spec,
+        });
       }
       this.stats.writes++;
       this.#metrics.writes.inc({

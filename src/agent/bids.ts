@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { parseMillicores } from "../api/mod.ts";
+import { parseMillicores } from "../api/core.ts";
 import { limitFloorMillicores, type MinLimitRule, type Tier } from "../managed/mod.ts";
 import type { Bid, Market } from "../solver/mod.ts";
 

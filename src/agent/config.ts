@@ -1,12 +1,19 @@
 /**
  * Agent configuration from flags and environment variables (flags win),
- * validated with zod at start-up.
+ * validated at start-up by hand-written checks (src/config: the agent does
+ * not load zod).
  *
  * @module
  */
-import { z } from "zod";
-import { type OptionSpec, readOptions } from "../config/mod.ts";
-import { parseMillicores } from "../api/mod.ts";
+import {
+  checkedOptions,
+  choiceOption,
+  numberOption,
+  type OptionSpec,
+  readOptions,
+  textOption,
+} from "../config/mod.ts";
+import { parseMillicores } from "../api/core.ts";
 import { LOG_LEVELS } from "../log/mod.ts";
 import { ANY_ADDRESS } from "../serve/mod.ts";
 import type { AgentOptions } from "./agent.ts";
@@ -106,56 +113,92 @@ export const AGENT_OPTIONS = {
 } as const satisfies Record<string, OptionSpec>;
 
 const quantity = (allowEmpty: boolean) =>
-  z.string().refine(
-    (v) => (allowEmpty && v === "") || (parseMillicores(v) ?? -1) >= 0,
-    "must be a CPU quantity such as 500m or 2",
-  );
+  textOption({
+    refine: [
+      (v) => (allowEmpty && v === "") || (parseMillicores(v) ?? -1) >= 0,
+      "must be a CPU quantity such as 500m or 2",
+    ],
+  });
 
-const schema = z.object({
-  kubeconfig: z.string(),
-  "node-name": z.string().min(1, "must be set (the DaemonSet passes spec.nodeName)"),
-  namespace: z.string().regex(
-    /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/,
-    "must be a namespace name (lower-case letters, digits and '-')",
-  ).max(63),
-  "cgroup-root": z.string().min(1, "must not be empty"),
-  "sampling-interval-ms": z.coerce.number({ error: "must be a number of milliseconds" }).int().min(
-    100,
-    "must be at least 100",
-  ).max(60_000),
-  "market-interval-ms": z.coerce.number({ error: "must be a number of milliseconds" }).int().min(
-    200,
-    "must be at least 200",
-  ).max(600_000),
-  "heavy-throttle-ratio": z.coerce.number({ error: "must be a number" }).gt(0, "must be above 0")
-    .max(1, "must be at most 1"),
-  headroom: z.coerce.number({ error: "must be a number" }).min(0, "must be at least 0").max(
-    10,
-    "must be at most 10",
-  ),
-  "release-half-life-seconds": z.coerce.number({ error: "must be a number of seconds" }).gt(
-    0,
-    "must be above 0",
-  ).max(86_400),
+/**
+ * The checks of every option, in the order they are reported. Hand-written,
+ * not zod, so the agent never loads zod; tests/agent/config_test.ts checks
+ * they accept and reject what the zod schema they replace did.
+ */
+export const AGENT_OPTION_CHECKS = checkedOptions({
+  kubeconfig: textOption(),
+  "node-name": textOption({ minLength: [1, "must be set (the DaemonSet passes spec.nodeName)"] }),
+  namespace: textOption({
+    pattern: [
+      /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/,
+      "must be a namespace name (lower-case letters, digits and '-')",
+    ],
+    maxLength: 63,
+  }),
+  "cgroup-root": textOption({ minLength: [1, "must not be empty"] }),
+  "sampling-interval-ms": numberOption({
+    notNumber: "must be a number of milliseconds",
+    integer: true,
+    min: [100, "must be at least 100"],
+    max: 60_000,
+  }),
+  "market-interval-ms": numberOption({
+    notNumber: "must be a number of milliseconds",
+    integer: true,
+    min: [200, "must be at least 200"],
+    max: 600_000,
+  }),
+  "heavy-throttle-ratio": numberOption({
+    notNumber: "must be a number",
+    above: [0, "must be above 0"],
+    max: [1, "must be at most 1"],
+  }),
+  headroom: numberOption({
+    notNumber: "must be a number",
+    min: [0, "must be at least 0"],
+    max: [10, "must be at most 10"],
+  }),
+  "release-half-life-seconds": numberOption({
+    notNumber: "must be a number of seconds",
+    above: [0, "must be above 0"],
+    max: 86_400,
+  }),
   "max-cpu": quantity(true),
   "reserve-cpu": quantity(false),
-  "elastic-headroom": z.coerce.number({ error: "must be a number" }).min(0, "must be at least 0")
-    .max(1, "must be at most 1"),
-  "elastic-release-seconds": z.coerce.number({ error: "must be a number of seconds" }).min(
-    0,
-    "must be at least 0",
-  ).max(3600, "must be at most 3600"),
-  "min-change-fraction": z.coerce.number({ error: "must be a number" }).min(0).max(
-    1,
-    "must be at most 1",
-  ),
-  "min-change-millicores": z.coerce.number({ error: "must be a number" }).int().min(0).max(100_000),
-  "writes-per-second": z.coerce.number({ error: "must be a number" }).gt(0, "must be above 0").max(
-    1000,
-  ),
-  "bind-address": z.string().min(1),
-  "metrics-port": z.coerce.number({ error: "must be a port number" }).int().min(0).max(65535),
-  "log-level": z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(", ")}` }),
+  "elastic-headroom": numberOption({
+    notNumber: "must be a number",
+    min: [0, "must be at least 0"],
+    max: [1, "must be at most 1"],
+  }),
+  "elastic-release-seconds": numberOption({
+    notNumber: "must be a number of seconds",
+    min: [0, "must be at least 0"],
+    max: [3600, "must be at most 3600"],
+  }),
+  "min-change-fraction": numberOption({
+    notNumber: "must be a number",
+    min: 0,
+    max: [1, "must be at most 1"],
+  }),
+  "min-change-millicores": numberOption({
+    notNumber: "must be a number",
+    integer: true,
+    min: 0,
+    max: 100_000,
+  }),
+  "writes-per-second": numberOption({
+    notNumber: "must be a number",
+    above: [0, "must be above 0"],
+    max: 1000,
+  }),
+  "bind-address": textOption({ minLength: 1 }),
+  "metrics-port": numberOption({
+    notNumber: "must be a port number",
+    integer: true,
+    min: 0,
+    max: 65535,
+  }),
+  "log-level": choiceOption(LOG_LEVELS, `must be one of ${LOG_LEVELS.join(", ")}`),
 });
 
 /** Validated agent configuration. */
@@ -177,7 +220,7 @@ export function parseAgentConfig(
   args: string[],
   env: (name: string) => string | undefined,
 ): AgentConfig {
-  const c = readOptions(AGENT_OPTIONS, schema, args, env);
+  const c = readOptions(AGENT_OPTIONS, AGENT_OPTION_CHECKS, args, env);
   const writes = c["writes-per-second"];
   return {
     kubeconfig: c.kubeconfig || undefined,

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { PodAllocation } from "../api/mod.ts";
+import type { PodAllocation } from "../api/core.ts";
 
 /** Formats the PodAllocations of one node as a market table. */
 export function formatMarketTable(node: string, allocations: PodAllocation[]): string {

@@ -5,11 +5,14 @@
  *
  * Run: `deno task agent -- --kubeconfig FILE --node-name NODE --cgroup-root DIR`.
  *
+ * It loads neither `@kubernetes/client-node` (types only; the API goes
+ * through src/k8s/lean/) nor zod (its configuration is checked by hand):
+ * tests/agent/footprint_test.ts holds it to that.
+ *
  * @module
  */
-import * as k8s from "@kubernetes/client-node";
 import { CgroupRootError } from "../cgroup/mod.ts";
-import { KubeConfigError, loadKubeConfig } from "../k8s/mod.ts";
+import { KubeConfigError, type LeanConfig, loadLeanConfig } from "../k8s/lean/mod.ts";
 import { configureLogging, logger, logSink } from "../log/mod.ts";
 import { Registry } from "../metrics/mod.ts";
 import { ProgressTracker, serveProbes, stopSignal } from "../serve/mod.ts";
@@ -35,9 +38,9 @@ export function agentProgressBounds(
 export async function runAgent(config: AgentConfig): Promise<number> {
   await configureLogging(config.logLevel);
   const log = logger("agent");
-  let kc: k8s.KubeConfig;
+  let connection: LeanConfig;
   try {
-    kc = loadKubeConfig({ kubeconfig: config.kubeconfig });
+    connection = await loadLeanConfig({ kubeconfig: config.kubeconfig });
   } catch (error) {
     if (error instanceof KubeConfigError) {
       console.error(`mbcas-agent: ${error.message}`);
@@ -49,7 +52,7 @@ export async function runAgent(config: AgentConfig): Promise<number> {
   // The agent beats its loops; /readyz turns false while one of them has stalled.
   const progress = new ProgressTracker();
   progress.exportMetrics(registry, "mbcas_agent");
-  const agent = new NodeAgent(kc, {
+  const agent = new NodeAgent(connection, {
     ...config.agent,
     log: logSink(log),
     metrics: registry,

@@ -11,6 +11,6 @@ export { buildMarket, MAX_CPU_ANNOTATION, PRIORITY_ANNOTATION, worthPublishing }
 export type { BidConfig, ContainerView, NodeMarket, PodView } from "./bids.ts";
 export { AgentMetrics, NodeAgent } from "./agent.ts";
 export { formatMarketTable } from "./explain.ts";
-export { AGENT_OPTIONS, parseAgentConfig } from "./config.ts";
+export { AGENT_OPTION_CHECKS, AGENT_OPTIONS, parseAgentConfig } from "./config.ts";
 export type { AgentConfig } from "./config.ts";
 export type { AgentOptions, AgentStats } from "./agent.ts";

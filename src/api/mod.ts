@@ -1,6 +1,7 @@
 /**
  * The API agent and controller share: the PodAllocation resource and CPU
- * quantities.
+ * quantities. core.ts is the zod-free part of it (names, types, quantities),
+ * what the agent loads; this adds the zod schemas and `validatePodAllocation`.
  *
  * @module
  */

@@ -7,23 +7,16 @@
  */
 import { z } from "zod";
 import { isQuantity, parseMillicores } from "./quantity.ts";
-
-/** API group. */
-export const GROUP = "allocation.mbcas.io";
-/** API version. */
-export const VERSION = "v1alpha1";
-/** `apiVersion` field value. */
-export const API_VERSION = `${GROUP}/${VERSION}`;
-/** Resource plural. */
-export const PLURAL = "podallocations";
-/** Kind. */
-export const KIND = "PodAllocation";
-/**
- * Finalizer the controller puts on a PodAllocation before it first changes
- * the pod: deleting the PodAllocation then restores the pod's declared limits
- * (`status.baseline`) before the object goes.
- */
-export const RESTORE_FINALIZER = "allocation.mbcas.io/restore";
+import { API_VERSION, KIND, TIER_VALUES } from "./_names.ts";
+export {
+  API_VERSION,
+  GROUP,
+  KIND,
+  PLURAL,
+  RESTORE_FINALIZER,
+  TIER_VALUES,
+  VERSION,
+} from "./_names.ts";
 
 const POD_UID = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32})$/;
 const REASON = /^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/;
@@ -43,9 +36,6 @@ const cpuAmount = (field: string) =>
         JSON.stringify(issue.input)
       }`,
   });
-
-/** The pod tiers of the market (see `mbcas.io/tier` in src/managed). */
-export const TIER_VALUES = ["protected", "elastic"] as const;
 
 /** Market evidence behind one container's allocation. */
 export const evidenceSchema = z.object({

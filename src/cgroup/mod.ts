@@ -28,6 +28,7 @@
 export { CgroupRootError, detectLayout, discover } from "./discover.ts";
 export type { DiscoverOptions } from "./discover.ts";
 export { CgroupSampler, readSample } from "./sample.ts";
+export type { CgroupSamplerOptions } from "./sample.ts";
 export { readCpuUsageNanos } from "./_usage.ts";
 export { computeSignals, limitMillicores } from "./signals.ts";
 export { bareContainerID } from "./_names.ts";

@@ -1,14 +1,25 @@
 /**
  * Reading and validating configuration for agent and controller: flags
  * (`--name value` or `--name=value`) over environment variables over
- * defaults, checked with a zod schema; an invalid value names the flag, its
+ * defaults, checked with a zod schema or hand-written checks (`checkedOptions`:
+ * the agent's, which must not load zod); an invalid value names the flag, its
  * variable and the value.
  *
  * @module
  */
 import { parseArgs } from "node:util";
 export { DENO_JSON, taskParts, taskRun } from "./_deno_tasks.ts";
-import type { z } from "zod";
+import type { OptionsSchema } from "./_checks.ts";
+export { checkedOptions, choiceOption, numberOption, textOption } from "./_checks.ts";
+export type {
+  CheckResult,
+  CheckValue,
+  NumberRules,
+  OptionCheck,
+  OptionIssue,
+  OptionsSchema,
+  TextRules,
+} from "./_checks.ts";
 
 /** One option: its environment variable, default (as text) and meaning. */
 export interface OptionSpec {
@@ -31,16 +42,17 @@ export class ConfigError extends Error {
 
 /**
  * Reads every option in `options` from `args` (flags win), then `env`, then
- * its default, and validates the texts with `schema` (keyed by option name).
+ * its default, and validates the texts with `schema` (keyed by option name):
+ * a zod schema or {@link checkedOptions}.
  *
  * @throws {ConfigError} for an unknown flag or the first invalid value.
  */
-export function readOptions<S extends z.ZodType>(
+export function readOptions<T>(
   options: Record<string, OptionSpec>,
-  schema: S,
+  schema: OptionsSchema<T>,
   args: string[],
   env: (name: string) => string | undefined,
-): z.infer<S> {
+): T {
   let values: Record<string, string | boolean | undefined>;
   try {
     values = parseArgs({

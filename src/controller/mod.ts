@@ -21,7 +21,6 @@ export {
   staleness,
   statusChanged,
   statusFor,
-  withoutManagedFields,
 } from "./observe.ts";
 export { CONTROLLER_OPTIONS } from "./config.ts";
 export { ResizeRateLimiter, TokenBucket } from "./rate_limit.ts";

@@ -88,14 +88,6 @@ function slimMeta(meta: Json): k8s.V1ObjectMeta {
   };
 }
 
-/** An object without `metadata.managedFields` (server-side apply's bookkeeping, often the bulk of a small object), the rest as it is. Idempotent. */
-export function withoutManagedFields<T>(object: unknown): T {
-  const o = object as { metadata?: { managedFields?: unknown } };
-  if (o?.metadata?.managedFields === undefined) return object as T;
-  const { managedFields: _, ...metadata } = o.metadata;
-  return { ...o, metadata } as T;
-}
-
 /**
  * A pod reduced to what the controller reads ({@link podState},
  * {@link statusFor}, events, resizes): identity, generation, deletion, MBCAS's

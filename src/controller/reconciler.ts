@@ -25,6 +25,7 @@ import {
   pagedList,
   patchPodResize,
   statusCode,
+  withoutManagedFields,
 } from "../k8s/mod.ts";
 import {
   baselineFromStatus,
@@ -39,7 +40,6 @@ import {
   staleness,
   statusChanged,
   statusFor,
-  withoutManagedFields,
 } from "./observe.ts";
 import {
   cacheBehind,

@@ -1,6 +1,8 @@
 /**
- * The Kubernetes layer agent and controller share: client construction, a
- * resilient informer, conflict retries, and typed writes.
+ * The Kubernetes layer over `@kubernetes/client-node` (the controller, the
+ * CLIs, the test bed): client construction, a resilient informer, conflict
+ * retries, and typed writes. The agent uses `lean/mod.ts` instead, the same
+ * informer over a small `fetch` client, so that it never loads client-node.
  *
  * @module
  */
@@ -13,14 +15,16 @@ export {
   statusCode,
 } from "./client.ts";
 export type { ConnectionOptions } from "./client.ts";
-export { backoffDelay, Informer, kubeSource, objectKey } from "./informer.ts";
+export { withoutManagedFields } from "./_shared.ts";
+export { backoffDelay, Informer, objectKey } from "./informer.ts";
+export { kubeSource } from "./kube_source.ts";
+export type { KubeSourceOptions } from "./kube_source.ts";
 export type {
   InformerEvent,
   InformerOptions,
   InformerSource,
   InformerStats,
   KubeObject,
-  KubeSourceOptions,
   ListResult,
   WatchStream,
 } from "./informer.ts";

@@ -7,6 +7,7 @@
  * @module
  */
 import * as k8s from "@kubernetes/client-node";
+export { microTime } from "./_shared.ts";
 
 /** The plain-JSON form of a client-node model object (dates as RFC 3339 strings). */
 export function toPlain<T>(value: T): T {
@@ -68,12 +69,4 @@ export function pagedList<T>(
     } while (token);
     return { items, resourceVersion: resourceVersion ?? "" };
   };
-}
-
-/**
- * A Kubernetes MicroTime (Lease `renewTime`, `acquireTime`): RFC 3339 with
- * exactly six fractional digits, as the API server requires.
- */
-export function microTime(date: Date): string {
-  return date.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
 }

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { statusCode } from "./client.ts";
+import { statusCode } from "./_shared.ts";
 
 /**
  * Runs `attempt` until it does not fail with 409 Conflict, up to `times`

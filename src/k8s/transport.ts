@@ -15,11 +15,10 @@
  */
 import { Buffer } from "node:buffer";
 import * as k8s from "@kubernetes/client-node";
+import { DEFAULT_REQUEST_TIMEOUT_MS, RequestTimeoutError } from "./_shared.ts";
+export { DEFAULT_REQUEST_TIMEOUT_MS, RequestTimeoutError } from "./_shared.ts";
 
 const clients = new WeakMap<k8s.KubeConfig, Deno.HttpClient>();
-
-/** The default per-request timeout of {@link makeApiClient}, ms. */
-export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 
 /** Options of {@link makeApiClient}. */
 export interface ApiClientOptions {
@@ -31,32 +30,6 @@ export interface ApiClientOptions {
    * without sending it; `Infinity` means no timeout.
    */
   timeoutMs?: number | (() => number);
-}
-
-/**
- * An API request that did not complete within its timeout, or was not sent at
- * all because no time was left (timeout 0: e.g. a leader's write fence).
- */
-export class RequestTimeoutError extends Error {
-  /**
-   * Creates the error: `GET /api/v1/pods timed out after 30000 ms`, or for a
-   * timeout of 0 `PATCH /apis/… not sent: no time left before its deadline`.
-   */
-  constructor(
-    /** HTTP method. */
-    readonly method: string,
-    /** URL path (no query). */
-    readonly path: string,
-    /** The timeout that passed, ms. */
-    readonly timeoutMs: number,
-  ) {
-    super(
-      timeoutMs === 0
-        ? `${method} ${path} not sent: no time left before its deadline`
-        : `${method} ${path} timed out after ${timeoutMs} ms`,
-    );
-    this.name = "RequestTimeoutError";
-  }
 }
 
 function pem(data: string | undefined, file: string | undefined): string | undefined {

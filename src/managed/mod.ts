@@ -8,7 +8,7 @@
  * @module
  */
 import type * as k8s from "@kubernetes/client-node";
-import { parseMillicores } from "../api/mod.ts";
+import { parseMillicores } from "../api/core.ts";
 
 /** Namespace label that opts every pod in the namespace in (`"true"`). */
 export const MANAGED_LABEL = "mbcas.io/managed";

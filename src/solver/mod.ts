@@ -95,6 +95,7 @@
  *
  * @module
  */
+// core.ts exports the same without parse.ts (zod), for the agent.
 export { clearMarket } from "./_clearing.ts";
 export { settleMarket } from "./_settle.ts";
 export { MarketInputError, parseMarket, parseMarketJson } from "./parse.ts";

@@ -151,6 +151,33 @@ Deno.test("sample: a quota change between samples is reported as the new limit",
   }
 });
 
+for (const layoutName of ALL_LAYOUTS) {
+  Deno.test(`sample (${layoutName}): with slowLimits the quota is re-read every 30th sample, the counters every time`, () => {
+    const { fixture, layout, limited, path } = node(layoutName);
+    const every = new CgroupSampler(layout);
+    const slow = new CgroupSampler(layout, { slowLimits: true });
+    try {
+      const first = ok(slow.read(path(limited), 0));
+      assert.equal(first.quotaMicros, 20_000, "read on the first sample");
+      assert.equal(ok(every.read(path(limited), 0)).quotaMicros, 20_000);
+      fixture.setQuota(limited, 150_000);
+      fixture.advance(limited, { usageNanos: 5_000_000 });
+      const second = ok(slow.read(path(limited), 1000));
+      assert.equal(second.quotaMicros, 20_000, "the quota is not re-read yet");
+      assert.equal(second.usageNanos - first.usageNanos, 5_000_000, "counters are");
+      assert.equal(ok(every.read(path(limited), 1000)).quotaMicros, 150_000);
+      for (let i = 2; i < 30; i++) {
+        assert.equal(ok(slow.read(path(limited), i * 1000)).quotaMicros, 20_000);
+      }
+      assert.equal(ok(slow.read(path(limited), 30_000)).quotaMicros, 150_000, "the 31st reads it");
+    } finally {
+      every.close();
+      slow.close();
+      fixture.cleanup();
+    }
+  });
+}
+
 Deno.test("sample: a file the program may not read is reported as unreadable, by both readers", async () => {
   const { fixture, layout, limited, path } = node("v2-systemd");
   const script = await Deno.makeTempFile({ suffix: ".ts" });

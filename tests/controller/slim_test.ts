@@ -15,8 +15,8 @@ import {
   slimNode,
   slimPod,
   statusFor,
-  withoutManagedFields,
 } from "../../src/controller/mod.ts";
+import { withoutManagedFields } from "../../src/k8s/mod.ts";
 
 const cpu = fc.constantFrom("100m", "250m", "1", "1500m", "2");
 const memory = fc.constantFrom("64Mi", "128Mi", "1Gi", "1024Mi");
