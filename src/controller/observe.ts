@@ -424,12 +424,25 @@ function infeasibleStatus(memory: PodMemory): PodAllocationStatus["infeasible"] 
   };
 }
 
-/** Whether two statuses differ in anything but condition timestamps. */
+/**
+ * Whether two statuses differ in anything but condition timestamps. Key order
+ * does not count: the API server returns a custom resource's fields sorted,
+ * not in the order they were written.
+ */
 export function statusChanged(a: PodAllocationStatus | undefined, b: PodAllocationStatus): boolean {
   const strip = (s: PodAllocationStatus | undefined) =>
-    JSON.stringify({
+    JSON.stringify(sortedKeys({
       ...s,
       conditions: s?.conditions?.map(({ lastTransitionTime: _t, ...rest }) => rest),
-    });
+    }));
   return strip(a) !== strip(b);
+}
+
+/** `value` with every object's keys in sorted order (arrays keep theirs). */
+function sortedKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortedKeys);
+  if (value === null || typeof value !== "object") return value;
+  return Object.fromEntries(
+    Object.keys(value).sort().map((k) => [k, sortedKeys((value as Record<string, unknown>)[k])]),
+  );
 }

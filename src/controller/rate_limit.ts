@@ -22,9 +22,11 @@ export class TokenBucket {
   }
 
   #refill(nowMs: number): void {
+    // A caller's clock reading older than the last one (taken before an await) refills nothing;
+    // it must not take tokens away.
     this.#tokens = Math.min(
       this.burst,
-      this.#tokens + ((nowMs - this.#at) / 1000) * this.perSecond,
+      this.#tokens + (Math.max(0, nowMs - this.#at) / 1000) * this.perSecond,
     );
     this.#at = Math.max(this.#at, nowMs);
   }
