@@ -272,6 +272,7 @@ export class ResizeController {
     this.#allocations = new Informer(
       kubeSource<PlainPodAllocation>(kc, {
         path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
+        listTimeoutMs: Infinity, // bounded page by page
         list: pagedList(
           (page) =>
             custom.listClusterCustomObject({
@@ -288,6 +289,7 @@ export class ResizeController {
     this.#pods = new Informer(
       kubeSource<k8s.V1Pod>(kc, {
         path: "/api/v1/pods",
+        listTimeoutMs: Infinity, // bounded page by page
         list: pagedList((page) => core.listPodForAllNamespaces(page), { transform: slimPod }),
       }),
       { ...informerOptions("pods"), transform: slimPod },
@@ -295,6 +297,7 @@ export class ResizeController {
     this.#namespaces = new Informer(
       kubeSource<k8s.V1Namespace>(kc, {
         path: "/api/v1/namespaces",
+        listTimeoutMs: Infinity, // bounded page by page
         list: pagedList((page) => core.listNamespace(page), { transform: slimNamespace }),
       }),
       { ...informerOptions("namespaces"), transform: slimNamespace },
@@ -302,6 +305,7 @@ export class ResizeController {
     this.#nodes = new Informer(
       kubeSource<k8s.V1Node>(kc, {
         path: "/api/v1/nodes",
+        listTimeoutMs: Infinity, // bounded page by page
         list: pagedList((page) => core.listNode(page), { transform: slimNode }),
       }),
       { ...informerOptions("nodes"), transform: slimNode },
@@ -312,6 +316,7 @@ export class ResizeController {
       kubeSource<k8s.V1Lease>(kc, {
         path: `/apis/coordination.k8s.io/v1/namespaces/${heartbeatNamespace}/leases`,
         labelSelector: HEARTBEAT_LABEL_SELECTOR,
+        listTimeoutMs: Infinity, // bounded page by page
         list: pagedList(
           (page) =>
             coordination.listNamespacedLease({

@@ -74,8 +74,12 @@ export function errorMessage(error: unknown): string {
   return (error as Error)?.message ?? String(error);
 }
 
-/** `promise`, or a rejection with `message` once `ms` have passed (the timer is always cleared). */
+/**
+ * `promise`, or a rejection with `message` once `ms` have passed (the timer is
+ * always cleared); `ms` of `Infinity` sets no deadline.
+ */
 export function deadline<T>(promise: Promise<T>, ms: number, message: () => string): Promise<T> {
+  if (ms === Infinity) return promise;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const expired = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(message())), ms);

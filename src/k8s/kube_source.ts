@@ -20,7 +20,8 @@ export interface KubeSourceOptions<T> {
   labelSelector?: string;
   /**
    * A list that has not completed after this long fails (default 60 s, a
-   * backstop: the API client's own request timeout, 30 s, normally fires first).
+   * backstop: the API client's own request timeout, 30 s, normally fires
+   * first). `Infinity` for a paginated list (`pagedList`), bounded page by page.
    */
   listTimeoutMs?: number;
   /** A watch whose response has not started after this long fails (default 30 s). */

@@ -7,6 +7,7 @@
  * @module
  */
 import * as k8s from "@kubernetes/client-node";
+import { deadline } from "./_shared.ts";
 export { microTime } from "./_shared.ts";
 
 /** The plain-JSON form of a client-node model object (dates as RFC 3339 strings). */
@@ -50,19 +51,31 @@ interface ListPage<T> {
  * returns them with the first page's resourceVersion (pages of one list are
  * one consistent snapshot). An expired continue token fails the list like
  * any error; the informer lists again from the start.
+ *
+ * Each page must arrive within `pageTimeoutMs` (default 60 s, a backstop
+ * behind the client's own request timeout); the list as a whole has no
+ * deadline, so a large list on a slow API server completes page by page
+ * instead of starting over (give its {@link kubeSource} `listTimeoutMs:
+ * Infinity`).
  */
 export function pagedList<T>(
   fetchPage: (page: { limit: number; _continue?: string }) => Promise<ListPage<unknown>>,
-  options: { pageSize?: number; transform?: (item: unknown) => T } = {},
+  options: { pageSize?: number; transform?: (item: unknown) => T; pageTimeoutMs?: number } = {},
 ): () => Promise<{ items: T[]; resourceVersion: string }> {
   const pageSize = options.pageSize ?? LIST_PAGE_SIZE;
   const transform = options.transform ?? ((item: unknown) => item as T);
+  const pageTimeoutMs = options.pageTimeoutMs ?? 60_000;
   return async () => {
     const items: T[] = [];
     let resourceVersion: string | undefined;
     let token: string | undefined;
     do {
-      const page = await fetchPage({ limit: pageSize, ...(token ? { _continue: token } : {}) });
+      const page = await deadline(
+        fetchPage({ limit: pageSize, ...(token ? { _continue: token } : {}) }),
+        pageTimeoutMs,
+        () =>
+          `a page of the list (after ${items.length} objects) timed out after ${pageTimeoutMs} ms`,
+      );
       for (const item of toPlain(page.items)) items.push(transform(item));
       resourceVersion ??= page.metadata?.resourceVersion ?? "";
       token = page.metadata?._continue ?? page.metadata?.continue ?? undefined;

@@ -1,7 +1,7 @@
 /** `pagedList`: lists in pages (limit/continue) until the last, against a scripted source and the test bed's API server. */
 import assert from "node:assert/strict";
 import * as k8s from "@kubernetes/client-node";
-import { makeApiClient, pagedList } from "../../src/k8s/mod.ts";
+import { kubeSource, makeApiClient, pagedList } from "../../src/k8s/mod.ts";
 import { startTestbed } from "../../src/testbed/mod.ts";
 import { requireOrSkip, testbedMissing } from "../_support/requirements.ts";
 
@@ -32,6 +32,36 @@ Deno.test("pagedList: a failing page fails the whole list", async () => {
       : Promise.reject(new Error("410 continue token expired"));
   });
   await assert.rejects(list(), /expired/);
+});
+
+Deno.test("pagedList under kubeSource with listTimeoutMs Infinity: a list longer than a page's bound completes page by page", async () => {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  let calls = 0;
+  const list = pagedList(async () => {
+    calls++;
+    await sleep(40);
+    return { items: [calls], metadata: { resourceVersion: "3", _continue: calls < 6 ? "t" : "" } };
+  }, { pageTimeoutMs: 150 });
+  const source = kubeSource(new k8s.KubeConfig(), {
+    path: "/api/v1/pods",
+    list,
+    listTimeoutMs: Infinity,
+  });
+  const started = performance.now();
+  const result = await source.list();
+  assert.deepEqual(result, { items: [1, 2, 3, 4, 5, 6], resourceVersion: "3" });
+  assert.ok(performance.now() - started > 150, "the whole list took longer than one page's bound");
+});
+
+Deno.test("pagedList: a page that does not arrive within pageTimeoutMs fails the list, naming how far it got", async () => {
+  let calls = 0;
+  const list = pagedList(() => {
+    calls++;
+    return calls === 1
+      ? Promise.resolve({ items: [1, 2], metadata: { resourceVersion: "1", _continue: "t" } })
+      : new Promise<never>(() => {});
+  }, { pageTimeoutMs: 100 });
+  await assert.rejects(list(), /a page of the list \(after 2 objects\) timed out after 100 ms/);
 });
 
 requireOrSkip(
