@@ -765,6 +765,15 @@ export class NodeAgent {
   ): Promise<void> {
     const namespace = pod.metadata!.namespace!;
     const name = pod.metadata!.name!;
+    // Owned by its pod, so deleted with it (blockOwnerDeletion true would need the right to delete pods).
+    const ownerReferences = [{
+      apiVersion: "v1",
+      kind: "Pod",
+      name,
+      uid: pod.metadata!.uid!,
+      controller: true,
+      blockOwnerDeletion: false,
+    }];
     try {
       if (existing === undefined) {
         await this.#api.create(allocationPath(namespace), {
@@ -774,29 +783,13 @@ export class NodeAgent {
             name,
             namespace,
             labels: { "app.kubernetes.io/managed-by": "mbcas-agent" },
-            ownerReferences: [{
-              apiVersion: "v1",
-              kind: "Pod",
-              name,
-              uid: pod.metadata!.uid!,
-              controller: true,
-              blockOwnerDeletion: false,
-            }],
+            ownerReferences,
           },
           spec,
         });
       } else {
         await this.#api.mergePatch(allocationPath(namespace, name), {
-          metadata: {
-            ownerReferences: [{
-              apiVersion: "v1",
-              kind: "Pod",
-              name,
-              uid: pod.metadata!.uid!,
-              controller: true,
-              blockOwnerDeletion: false,
-            }],
-          },
+          metadata: { ownerReferences },
           spec,
         });
       }
