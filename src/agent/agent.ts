@@ -122,6 +122,7 @@ export class AgentMetrics {
   readonly guarantee: Gauge;
   readonly price: Gauge;
   readonly elasticBudget: Gauge;
+  readonly capacity: Gauge;
   readonly clearingSeconds: Histogram;
   readonly writes: Counter;
   readonly samplingErrors: Counter;
@@ -159,6 +160,12 @@ export class AgentMetrics {
       new Gauge(
         "mbcas_agent_node_elastic_budget_millicores",
         "CPU the node's elastic pods may run on together",
+      ),
+    );
+    this.capacity = registry.add(
+      new Gauge(
+        "mbcas_agent_node_capacity_millicores",
+        "CPU the node's market divides (allocatable, less unmanaged pods' requests and the reserve)",
       ),
     );
     this.price = registry.add(
@@ -611,7 +618,7 @@ export class NodeAgent {
     for (const warning of built.warnings) this.#o.log?.("warn", warning);
     const clearing = settleMarket(built.market);
     this.#metrics.clearingSeconds.observe((performance.now() - started) / 1000);
-    this.#record(views, clearing, tracks);
+    this.#record(views, built.market.capacity, clearing, tracks);
     const protectedTracks = built.market.bids.flatMap((b) =>
       b.tier === "elastic" ? [] : tracks.get(b.id) ?? []
     );
@@ -812,13 +819,19 @@ export class NodeAgent {
   }
 
   /** Per-container gauges for the pods on the node, rebuilt at each clearing. */
-  #record(views: PodView[], clearing: Settlement, tracks: Map<string, ContainerTrack>): void {
+  #record(
+    views: PodView[],
+    capacity: number,
+    clearing: Settlement,
+    tracks: Map<string, ContainerTrack>,
+  ): void {
     const m = this.#metrics;
     for (const gauge of [m.usage, m.throttledRatio, m.demand, m.allocation, m.guarantee]) {
       gauge.clear();
     }
     m.price.set(clearing.price ?? Number.POSITIVE_INFINITY);
     m.elasticBudget.set(clearing.elasticBudget);
+    m.capacity.set(capacity);
     for (const view of views) {
       const [namespace, pod] = view.key.split("/");
       for (const c of view.containers) {
