@@ -220,9 +220,10 @@ try {
       // Each pod changes up to three times in a minute here (5/s, 50/s and the
       // flood phase), up and down: the per-pod budget (4 a minute, the last two
       // for protective changes) and the 30 s cooldown of decreases would hold
-      // most changes back and measure the safety rules, not the pipeline.
+      // most changes back and measure the safety rules, not the pipeline. 16 is
+      // the most the option takes (14 a minute for changes that are not protective).
       "--max-resizes-per-pod-per-minute",
-      "100",
+      "16",
       "--cooldown-seconds",
       "0",
       ...(Deno.env.get("MBCAS_BENCH_CONTROLLER_ARGS")?.split(" ").filter(Boolean) ?? []),
