@@ -60,9 +60,11 @@ export function settleMarket(market: Market): Settlement {
   });
   const limits: Record<string, number> = { ...protectedLimits.allocations };
   const elasticGuaranteed = sum(elasticBids, (b) => guarantees[b.id]);
+  // Elastic bids that yield in the kernel take only what the protected bids
+  // leave, whatever their limits: the budget need not leave that free.
   const elasticBudget = Math.max(
     elasticGuaranteed,
-    Math.floor(capacity - headroom - protectedUse),
+    Math.floor(capacity - headroom - (market.elasticYields === true ? 0 : protectedUse)),
   );
   const elasticLimits = clearMarket({
     capacity: elasticBudget,

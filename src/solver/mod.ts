@@ -76,6 +76,12 @@
  *   the elastic bids between guarantee and target, so only a bid whose
  *   target exceeds its guarantee (unmet demand) gets more than its
  *   guarantee, and no bid more than its target.
+ * - **Yielding elastic bids** (`elasticYields`): when every elastic bid's pod
+ *   runs at the kernel's lowest CPU weight, the kernel itself gives the
+ *   protected pods the CPU they want before the elastic pods get any, so
+ *   B = max(Σ elastic guarantees, C − headroom): the elastic limits reach into
+ *   all the CPU the protected bids might leave idle and need not move when
+ *   their usage does.
  *
  * Both steps are the exact clearing above, so settlements are exact,
  * deterministic and independent of the order of the bids.

@@ -40,6 +40,7 @@ const RULES: Record<string, string> = {
   tier: `must be "protected" or "elastic"`,
   usage: `must be a non-negative integer number of millicores, at most ${MAX_MILLICORES}`,
   headroom: `must be a non-negative integer number of millicores, at most ${MAX_MILLICORES}`,
+  elasticYields: "must be true or false",
 };
 
 const millicores = z.number().int().min(0).max(MAX_MILLICORES);
@@ -58,6 +59,7 @@ const marketSchema = z.strictObject({
   capacity: millicores,
   surplus: z.enum(["distribute", "retain"]).optional(),
   headroom: millicores.optional(),
+  elasticYields: z.boolean().optional(),
   bids: z.array(bidSchema),
 });
 

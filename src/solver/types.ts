@@ -46,6 +46,15 @@ export interface Market {
   bids: Bid[];
   /** CPU the elastic limits leave free for the protected bids to grow into, millicores (default 0). */
   headroom?: number;
+  /**
+   * Whether the elastic bids yield in the kernel: every elastic bid's pod runs
+   * at the lowest CPU weight, so the kernel gives the protected pods (and
+   * everything else on the node) the CPU they want first, within a
+   * scheduling period. The elastic limits then need not leave the protected
+   * bids' live use free: the elastic budget is the capacity minus the
+   * headroom. Default false (the budget leaves the protected usage free).
+   */
+  elasticYields?: boolean;
 }
 
 /** The result of clearing a market. */
@@ -77,7 +86,8 @@ export interface Settlement {
   limits: Record<string, number>;
   /**
    * CPU the elastic tier may run on: the capacity minus the headroom minus
-   * what the protected bids use, never below the elastic guarantees, millicores.
+   * what the protected bids use (not subtracted when the elastic bids yield),
+   * never below the elastic guarantees, millicores.
    */
   elasticBudget: number;
   /**

@@ -35,10 +35,12 @@ const marketArb: fc.Arbitrary<Market> = fc
     bids: fc.array(bidArb, { maxLength: 20 }),
     capacity: fc.integer({ min: 0, max: 40_000 }),
     headroom: fc.option(fc.integer({ min: 0, max: 4000 }), { nil: undefined }),
+    elasticYields: fc.option(fc.boolean(), { nil: undefined }),
   })
-  .map(({ bids, capacity, headroom }) => ({
+  .map(({ bids, capacity, headroom, elasticYields }) => ({
     capacity,
     ...(headroom === undefined ? {} : { headroom }),
+    ...(elasticYields === undefined ? {} : { elasticYields }),
     bids: bids.map((b, i) => ({ id: `ns/pod-${(i * 7919) % 1000}-${i}/c`, ...b })),
   }));
 
@@ -203,15 +205,17 @@ Deno.test("property: surplus only to bids with unmet demand, never beyond the ta
   );
 });
 
-Deno.test("property: the elastic limits add up to the budget (or every elastic target), the budget leaves the protected usage and the headroom", () => {
+Deno.test("property: the elastic limits add up to the budget (or every elastic target), the budget leaves the headroom and, unless the elastic bids yield, the protected usage", () => {
   fc.assert(
     fc.property(marketArb, (market) => {
       const s = settleMarket(market);
       const elasticBids = market.bids.filter(elastic);
-      const protectedUse = market.bids.filter((b) => !elastic(b)).reduce(
-        (x, b) => x + (b.usage ?? target(b)),
-        0,
-      );
+      const protectedUse = market.elasticYields === true
+        ? 0
+        : market.bids.filter((b) => !elastic(b)).reduce(
+          (x, b) => x + (b.usage ?? target(b)),
+          0,
+        );
       const guaranteed = total(s.guarantees, elasticBids);
       assert.equal(
         s.elasticBudget,
@@ -258,6 +262,45 @@ Deno.test("property: equal elastic bids get equal limits (±1m), more usage by p
     ),
     { numRuns: RUNS },
   );
+});
+
+Deno.test("property: yielding elastic bids' limits do not move with the protected usage; guarantees and protected limits do not depend on yielding", () => {
+  fc.assert(
+    fc.property(marketArb, fc.integer({ min: 0, max: 6000 }), (market, more) => {
+      const yielding = settleMarket({ ...market, elasticYields: true });
+      const busier = settleMarket({
+        ...market,
+        elasticYields: true,
+        bids: market.bids.map((b) => (elastic(b) ? b : { ...b, usage: (b.usage ?? 0) + more })),
+      });
+      const notYielding = settleMarket({ ...market, elasticYields: false });
+      for (const b of market.bids.filter(elastic)) {
+        assert.equal(busier.limits[b.id], yielding.limits[b.id]);
+        assert.ok(yielding.limits[b.id] >= notYielding.limits[b.id]);
+      }
+      assert.deepEqual(yielding.guarantees, notYielding.guarantees);
+      for (const b of market.bids.filter((b) => !elastic(b))) {
+        assert.equal(yielding.limits[b.id], notYielding.limits[b.id]);
+      }
+    }),
+    { numRuns: RUNS },
+  );
+});
+
+Deno.test("settle: the lab's node with yielding elastic pods — the batch jobs' limits reach into all the CPU the services might leave", () => {
+  const bids: Bid[] = [
+    { id: "web", weight: 300, floor: 300, demand: 560, cap: 2000, usage: 560 },
+    { id: "bursty", weight: 200, floor: 200, demand: 1000, cap: 2000, usage: 1000 },
+    { id: "batch-a", weight: 100, floor: 100, demand: 1200, cap: 2000, tier: "elastic" },
+    { id: "batch-b", weight: 100, floor: 100, demand: 1200, cap: 2000, tier: "elastic" },
+  ];
+  const tracking = settleMarket({ capacity: 2000, headroom: 100, bids });
+  assert.equal(tracking.elasticBudget, 440); // the elastic guarantees: 2000 − 560 − 1000
+  assert.deepEqual([tracking.limits["batch-a"], tracking.limits["batch-b"]], [220, 220]);
+  const yielding = settleMarket({ capacity: 2000, headroom: 100, bids, elasticYields: true });
+  assert.equal(yielding.elasticBudget, 1900);
+  assert.deepEqual([yielding.limits["batch-a"], yielding.limits["batch-b"]], [950, 950]);
+  assert.deepEqual(yielding.guarantees, tracking.guarantees);
 });
 
 Deno.test("property: deterministic and independent of the order of the bids", () => {

@@ -242,3 +242,27 @@ Deno.test("cli: --tiered writes guarantees and limits; without it, tier fields l
     /bids\[0\] \(id "batch"\): field "tier" must be "protected" or "elastic", got "batch"/,
   );
 });
+
+Deno.test("cli: --tiered with elasticYields: the elastic budget leaves the protected usage to the kernel; a non-boolean is refused", async () => {
+  const market = {
+    capacity: 2000,
+    headroom: 100,
+    elasticYields: true,
+    bids: [
+      { id: "web", weight: 300, floor: 300, demand: 560, cap: 2000, usage: 1500 },
+      { id: "batch", weight: 100, floor: 100, demand: 2000, cap: 2000, tier: "elastic" },
+    ],
+  };
+  const yielding = await solve(JSON.stringify(market), ["--tiered"]);
+  assert.equal(yielding.code, 0, yielding.stderr);
+  const settlement = JSON.parse(yielding.stdout);
+  assert.equal(settlement.elasticBudget, 1900);
+  assert.equal(settlement.limits.batch, 1900);
+  const tracking = JSON.parse(
+    (await solve(JSON.stringify({ ...market, elasticYields: false }), ["--tiered"])).stdout,
+  );
+  assert.equal(tracking.limits.batch, 1440, "the guarantee: 2000 − web's 560");
+  const bad = await solve(JSON.stringify({ ...market, elasticYields: "yes" }), ["--tiered"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /field "elasticYields" must be true or false, got "yes"/);
+});
