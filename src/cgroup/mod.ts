@@ -32,4 +32,6 @@ export type { CgroupSamplerOptions } from "./sample.ts";
 export { readCpuUsageNanos } from "./_usage.ts";
 export { computeSignals, limitMillicores } from "./signals.ts";
 export { bareContainerID } from "./_names.ts";
+export { cpuWeightFile, readCpuWeight, writeCpuWeight } from "./weight.ts";
+export type { CpuWeightFile, CpuWeightResult } from "./weight.ts";
 export type * from "./types.ts";

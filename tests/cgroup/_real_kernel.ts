@@ -68,14 +68,15 @@ export class RealCgroupTree {
     return { id, relativePath };
   }
 
-  /** Starts a single-threaded busy loop inside the container's cgroups. */
-  startBurner(container: RealContainer): void {
+  /** Starts a single-threaded busy loop inside the container's cgroups, pinned to `cpus` when given (taskset's list). */
+  startBurner(container: RealContainer, cpus?: string): void {
+    const pin = cpus === undefined ? "" : `taskset -c ${cpus} `;
     const child = new Deno.Command("/bin/sh", {
       args: [
         "-c",
         `${
           this.cgroups.joinCommand(container.relativePath)
-        } && exec /bin/sh -c 'while :; do :; done'`,
+        } && exec ${pin}/bin/sh -c 'while :; do :; done'`,
       ],
       stdin: "null",
       stdout: "null",
