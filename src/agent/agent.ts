@@ -26,9 +26,12 @@ import {
   CgroupSampler,
   computeSignals,
   type CpuSample,
+  cpuWeightFile,
   detectLayout,
   discover,
   readCpuUsageNanos,
+  readCpuWeight,
+  writeCpuWeight,
 } from "../cgroup/mod.ts";
 import {
   containerIneligibility,
@@ -68,6 +71,7 @@ import {
   type EstimatorConfig,
   updateDemand,
 } from "./estimator.ts";
+import { weightAction } from "./yield.ts";
 
 /** Options of the agent. */
 export interface AgentOptions {
@@ -86,6 +90,15 @@ export interface AgentOptions {
    * no longer uses goes to the elastic pods (default 5 s); a rise counts at once.
    */
   elasticReleaseMs?: number;
+  /**
+   * Whether elastic pods yield in the kernel (default true): the agent lowers
+   * their pod cgroups' CPU weight to the lowest, so every other pod gets the
+   * CPU it wants first, and their limits may then reach into all the CPU the
+   * protected pods might leave (src/agent/yield.ts). Needs write access to
+   * the cgroup tree; without it the elastic limits leave the protected pods'
+   * live use free instead.
+   */
+  elasticYield?: boolean;
   /** Demand estimator tuning. */
   estimator?: EstimatorConfig;
   /** Bid tuning. */
@@ -126,6 +139,8 @@ export class AgentMetrics {
   readonly clearingSeconds: Histogram;
   readonly writes: Counter;
   readonly samplingErrors: Counter;
+  readonly yielding: Gauge;
+  readonly weightWrites: Counter;
 
   /** Creates and registers the metrics. */
   constructor(registry: Registry) {
@@ -186,6 +201,18 @@ export class AgentMetrics {
     );
     this.samplingErrors = registry.add(
       new Counter("mbcas_agent_sampling_errors_total", "cgroup reads that gave no signal, by kind"),
+    );
+    this.yielding = registry.add(
+      new Gauge(
+        "mbcas_agent_elastic_pods_yielding",
+        "Elastic pods at the lowest CPU weight (yielding in the kernel), and those that should be",
+      ),
+    );
+    this.weightWrites = registry.add(
+      new Counter(
+        "mbcas_agent_cpu_weight_writes_total",
+        "Pod cgroup CPU weight writes, by action (lower, restore) and result",
+      ),
     );
   }
 }
@@ -298,6 +325,18 @@ export class NodeAgent {
    * no elastic pod bid (nothing to lower).
    */
   #protectedAtClearing: { tracks: ContainerTrack[]; need: number; threshold: number } | null = null;
+  /** Pod cgroup paths by pod UID, from the last discovery. */
+  #podPaths = new Map<string, string>();
+  /** Managed elastic pods (by namespace/name) at the last clearing: the ones that should yield. */
+  #elasticPods = new Set<string>();
+  /** Elastic pods whose weight is at the lowest and recorded (by namespace/name), at the last reconciliation. */
+  #yielding = new Set<string>();
+  /** The kubelet's weight per pod UID, as recorded or read before lowering, for this process's life. */
+  #remembered = new Map<string, number>();
+  /** What each pod's PodAllocation should record as its kubelet weight (null: nothing), by namespace/name. */
+  #records = new Map<string, number | null>();
+  /** Pods whose weight could not be written, warned about once (by UID). */
+  #weightWarned = new Set<string>();
 
   /**
    * Creates the agent; call {@link NodeAgent.start}. It talks to the API
@@ -310,6 +349,7 @@ export class NodeAgent {
       marketIntervalMs: 5000,
       heavyThrottleRatio: 0.5,
       elasticReleaseMs: 5000,
+      elasticYield: true,
       estimator: DEFAULT_ESTIMATOR,
       bids: { maxPerContainerMillicores: null, reserveMillicores: 0 },
       publish: { minChangeFraction: 0.05, minChangeMillicores: 20, writesPerSecond: 5, burst: 20 },
@@ -373,11 +413,15 @@ export class NodeAgent {
     this.#timers.push(setInterval(() => void this.clearAndPublish(), this.#o.marketIntervalMs));
   }
 
-  /** Stops everything. */
+  /**
+   * Stops everything. Every pod this agent lowered gets the kubelet's weight
+   * back first (their records stay: a new agent lowers them again).
+   */
   async stop(): Promise<void> {
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
     await this.#clearing;
+    this.#restoreAllWeights();
     await Promise.all(
       [this.#pods, this.#node, this.#namespaces, this.#allocations].map((i) => i.stop()),
     );
@@ -441,6 +485,7 @@ export class NodeAgent {
       track.previous = result.sample;
     }
     this.#sampleSystem();
+    this.#reconcileWeights();
     this.stats.samples++;
     this.#o.progress?.beat(AGENT_LOOPS.sampling, now);
     // React now when a container just became heavily throttled, or when the
@@ -531,6 +576,7 @@ export class NodeAgent {
     if (found.kubepodsRoots.join() !== this.#kubepodsRoots.join()) this.#machine = null;
     this.#kubepodsRoots = found.kubepodsRoots;
     this.#paths = new Map();
+    this.#podPaths = new Map(found.pods.map((p) => [p.podUID, p.relativePath]));
     for (const pod of found.pods) {
       for (const c of pod.containers) if (ids.has(c.id)) this.#paths.set(c.id, c.relativePath);
     }
@@ -539,6 +585,121 @@ export class NodeAgent {
     // A running container whose cgroup is not there yet: look again in 2 s, not in a minute.
     const incomplete = [...ids].some((id) => !this.#paths.has(id));
     this.#discoveredAt = incomplete ? now - 58_000 : now;
+  }
+
+  /**
+   * Brings every elastic pod's cgroup CPU weight, and every pod's this agent
+   * lowered before, to what {@link weightAction} says: lowered only once the
+   * pod's PodAllocation records the kubelet's weight, restored when the pod no
+   * longer yields. A record to write makes the market clear now.
+   */
+  #reconcileWeights(): void {
+    // Which pods are elastic is known from the first clearing on: before it, a
+    // restarted agent would take every pod it lowered for one that should not yield.
+    if (this.stats.clearings === 0) return;
+    const layout = this.#layout!;
+    const lowest = cpuWeightFile(layout.version).lowest;
+    const keys = new Set(this.#elasticPods);
+    for (const pa of this.#allocations.list()) {
+      if (pa.spec.originalCpuWeight !== undefined) {
+        keys.add(`${pa.metadata.namespace}/${pa.metadata.name}`);
+      }
+    }
+    const yielding = new Set<string>();
+    let recordNeeded = false;
+    for (const key of keys) {
+      const pod = this.#pods.get(key);
+      const uid = pod?.metadata?.uid;
+      const path = uid === undefined ? undefined : this.#podPaths.get(uid);
+      if (uid === undefined || path === undefined) continue; // gone, or no cgroup yet
+      const pa = this.#allocations.get(key);
+      const recorded = pa?.spec.podUID === uid ? pa.spec.originalCpuWeight ?? null : null;
+      const current = readCpuWeight(layout, path);
+      if (current.status !== "ok") continue;
+      const yields = this.#o.elasticYield && this.#elasticPods.has(key) &&
+        pa?.spec.podUID === uid;
+      const action = weightAction({
+        yields,
+        recorded,
+        remembered: this.#remembered.get(uid) ?? null,
+        current: current.value,
+        lowest,
+      });
+      switch (action.kind) {
+        case "none":
+          if (yields) yielding.add(key);
+          this.#records.set(key, recorded);
+          if (recorded !== null) this.#remembered.set(uid, recorded);
+          break;
+        case "record":
+          this.#remembered.set(uid, action.original);
+          this.#records.set(key, action.original);
+          recordNeeded = true;
+          break;
+        case "lower":
+          if (this.#writeWeight(uid, path, lowest, "lower")) yielding.add(key);
+          this.#records.set(key, recorded);
+          break;
+        case "restore":
+          this.#writeWeight(uid, path, action.original, "restore");
+          this.#records.set(key, recorded);
+          break;
+        case "forget":
+          this.#remembered.delete(uid);
+          this.#records.set(key, null);
+          if (recorded !== null) recordNeeded = true;
+          break;
+      }
+    }
+    for (const key of [...this.#records.keys()]) if (!keys.has(key)) this.#records.delete(key);
+    for (const uid of [...this.#remembered.keys()]) {
+      if (!this.#podPaths.has(uid)) this.#remembered.delete(uid); // the pod is gone
+    }
+    this.#yielding = yielding;
+    this.#metrics.yielding.set(yielding.size, { state: "yielding" });
+    this.#metrics.yielding.set(this.#o.elasticYield ? this.#elasticPods.size : 0, {
+      state: "elastic",
+    });
+    if (recordNeeded) void this.clearAndPublish();
+  }
+
+  /** Writes a pod cgroup's weight; false (counted, warned once per pod) when the kernel or the mount refuses. */
+  #writeWeight(uid: string, path: string, value: number, action: "lower" | "restore"): boolean {
+    const result = writeCpuWeight(this.#layout!, path, value);
+    this.#metrics.weightWrites.inc({ action, result: result.status });
+    if (result.status === "ok") {
+      this.#weightWarned.delete(uid);
+      return true;
+    }
+    if (result.status !== "missing" && !this.#weightWarned.has(uid)) {
+      this.#weightWarned.add(uid);
+      this.#o.log?.("warn", "cannot write a pod cgroup's CPU weight", {
+        podUID: uid,
+        action,
+        detail: result.detail,
+      });
+    }
+    return false;
+  }
+
+  /** Gives every pod this agent lowered the kubelet's weight back (at stop). */
+  #restoreAllWeights(): void {
+    if (this.#layout === null) return;
+    const lowest = cpuWeightFile(this.#layout.version).lowest;
+    for (const [uid, path] of this.#podPaths) {
+      const original = this.#remembered.get(uid) ??
+        this.#allocations.list().find((pa) => pa.spec.podUID === uid)?.spec.originalCpuWeight;
+      this.#restoreWeight(uid, path, original, lowest);
+    }
+  }
+
+  /** Writes `original` back to a pod cgroup found at the lowest weight. */
+  #restoreWeight(uid: string, path: string, original: number | undefined, lowest: number): void {
+    if (original === undefined || original === lowest) return;
+    const current = readCpuWeight(this.#layout!, path);
+    if (current.status === "ok" && current.value === lowest) {
+      this.#writeWeight(uid, path, original, "restore");
+    }
   }
 
   /** Clears the node's market and publishes what changed meaningfully; one at a time. */
@@ -609,20 +770,30 @@ export class NodeAgent {
     }
     const started = performance.now();
     // System daemons' CPU beyond what the node keeps back for them is not
-    // there for elastic pods either.
+    // there for elastic pods either, unless they yield (below).
     const nodeCapacity = parseMillicores(node?.status?.capacity?.cpu ?? "") ?? allocatable;
-    const systemOverflow = this.#systemWindow.length === 0
+    // Elastic pods that yield in the kernel leave the daemons their CPU as
+    // they leave it to the protected pods: by weight, not by limit.
+    const elasticPods = new Set(
+      views.filter((v) => v.managed && v.tier === "elastic").map((v) => v.key),
+    );
+    this.#elasticPods = elasticPods;
+    const yields = this.#o.elasticYield && elasticPods.size > 0 &&
+      [...elasticPods].every((key) => this.#yielding.has(key));
+    const systemOverflow = this.#systemWindow.length === 0 || yields
       ? 0
       : Math.max(...this.#systemWindow) - Math.max(0, nodeCapacity - allocatable);
     const built = buildMarket(allocatable, views, this.#o.bids, systemOverflow);
     for (const warning of built.warnings) this.#o.log?.("warn", warning);
+    built.market.elasticYields = yields;
     const clearing = settleMarket(built.market);
     this.#metrics.clearingSeconds.observe((performance.now() - started) / 1000);
     this.#record(views, built.market.capacity, clearing, tracks);
     const protectedTracks = built.market.bids.flatMap((b) =>
       b.tier === "elastic" ? [] : tracks.get(b.id) ?? []
     );
-    this.#protectedAtClearing = built.market.bids.some((b) => b.tier === "elastic")
+    // Yielding elastic limits do not depend on the protected pods' need: no reason to clear early.
+    this.#protectedAtClearing = !yields && built.market.bids.some((b) => b.tier === "elastic")
       ? {
         tracks: protectedTracks,
         need: protectedTracks.reduce((sum, t) => sum + (t.needWindow.at(-1) ?? 0), 0),
@@ -650,8 +821,16 @@ export class NodeAgent {
           this.#o.publish.minChangeFraction,
           this.#o.publish.minChangeMillicores,
         );
+      // What the reconciliation says, or, for a pod it has not looked at yet
+      // (no cgroup found yet), the record as it is: never dropped unseen.
+      const record = this.#records.has(key)
+        ? this.#records.get(key)!
+        : existing?.spec.podUID === pod.metadata?.uid
+        ? existing?.spec.originalCpuWeight ?? null
+        : null;
       const worth = existing === undefined || existing.spec.podUID !== pod.metadata?.uid ||
         existing.spec.tier !== tier ||
+        (existing.spec.originalCpuWeight ?? null) !== record ||
         limits.some(({ bid, limit, guarantee }) => {
           const name = bid.id.slice(key.length + 1);
           const previous = existing.spec.containers.find((c) => c.name === name);
@@ -697,6 +876,7 @@ export class NodeAgent {
           intervalSeconds: this.#o.marketIntervalMs / 1000,
           elasticBudgetMillicores: clearing.elasticBudget,
         },
+        ...(record === null ? {} : { originalCpuWeight: record }),
       };
       await this.#publish(pod, spec, existing);
     }
@@ -709,6 +889,19 @@ export class NodeAgent {
       if (
         pod !== undefined && pod.status?.phase !== "Running" && pod.metadata?.uid === pa.spec.podUID
       ) continue; // starting: keep
+      // A pod this agent lowered gets the kubelet's weight back before its record goes.
+      const uid = pod?.metadata?.uid;
+      const podPath = uid === pa.spec.podUID && uid !== undefined
+        ? this.#podPaths.get(uid)
+        : undefined;
+      if (podPath !== undefined && this.#layout !== null) {
+        this.#restoreWeight(
+          uid!,
+          podPath,
+          pa.spec.originalCpuWeight ?? this.#remembered.get(uid!),
+          cpuWeightFile(this.#layout.version).lowest,
+        );
+      }
       try {
         await this.#api.delete(allocationPath(pa.metadata.namespace!, pa.metadata.name));
         this.stats.deletes++;
@@ -795,9 +988,12 @@ export class NodeAgent {
           spec,
         });
       } else {
+        // A merge patch keeps what it leaves out: a dropped record is written as null.
+        const dropped = existing.spec.originalCpuWeight !== undefined &&
+          spec.originalCpuWeight === undefined;
         await this.#api.mergePatch(allocationPath(namespace, name), {
           metadata: { ownerReferences },
-          spec,
+          spec: dropped ? { ...spec, originalCpuWeight: null } : spec,
         });
       }
       this.stats.writes++;

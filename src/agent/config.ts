@@ -84,6 +84,12 @@ export const AGENT_OPTIONS = {
     default: "5",
     help: "a protected pod's CPU goes to elastic pods once it was unused this long",
   },
+  "elastic-yield": {
+    env: "MBCAS_ELASTIC_YIELD",
+    default: "true",
+    help:
+      "lower elastic pods' cgroup CPU weight so every other pod goes first (needs the cgroup tree writable); false: elastic limits leave the protected pods' use free",
+  },
   "min-change-fraction": {
     env: "MBCAS_MIN_CHANGE_FRACTION",
     default: "0.05",
@@ -175,6 +181,7 @@ export const AGENT_OPTION_CHECKS = checkedOptions({
     min: [0, "must be at least 0"],
     max: [3600, "must be at most 3600"],
   }),
+  "elastic-yield": choiceOption(["true", "false"], 'must be "true" or "false"'),
   "min-change-fraction": numberOption({
     notNumber: "must be a number",
     min: 0,
@@ -243,6 +250,7 @@ export function parseAgentConfig(
         elasticHeadroomFraction: c["elastic-headroom"],
       },
       elasticReleaseMs: c["elastic-release-seconds"] * 1000,
+      elasticYield: c["elastic-yield"] === "true",
       publish: {
         minChangeFraction: c["min-change-fraction"],
         minChangeMillicores: c["min-change-millicores"],

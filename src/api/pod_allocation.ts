@@ -86,6 +86,7 @@ export const podAllocationSpecSchema = z.object({
     intervalSeconds: z.number().gt(0).max(3600).optional(),
     elasticBudgetMillicores: z.number().int().min(0).optional(),
   }),
+  originalCpuWeight: z.number().int().min(1).max(262_144).optional(),
 });
 
 /** A status condition. */

@@ -60,11 +60,19 @@ for (const component of Object.keys(COMPONENTS) as Component[]) {
   Deno.test(`permissions (${component}): the in-cluster set is the least the pod needs`, () => {
     const sets = denoConfig().permissions;
     const set: PermissionSet = sets[component];
-    assert.deepEqual(Object.keys(set).sort(), ["env", "net", "read", "sys"], "no write/run/ffi");
+    // The agent writes elastic pods' CPU weights (--elastic-yield) under the cgroup root, nothing else.
+    assert.deepEqual(
+      Object.keys(set).sort(),
+      component === "agent"
+        ? ["env", "net", "read", "sys", "write"]
+        : ["env", "net", "read", "sys"],
+      "no run/ffi; write only for the agent",
+    );
     const expectedRead = component === "agent"
       ? [AGENT_OPTIONS["cgroup-root"].default, ...SA_DIRS]
       : SA_DIRS;
     assert.deepEqual(set.read, expectedRead);
+    if (component === "agent") assert.deepEqual(set.write, [AGENT_OPTIONS["cgroup-root"].default]);
     // Every address (dual stack), and IPv4's where the kernel has no IPv6.
     assert.equal(
       (component === "agent" ? AGENT_OPTIONS : CONTROLLER_OPTIONS)["bind-address"].default,
@@ -81,7 +89,9 @@ for (const component of Object.keys(COMPONENTS) as Component[]) {
     assert.equal(set.env, true);
     const local: PermissionSet = sets[`${component}-local`];
     for (const kind of ["write", "run", "ffi", "import"] as const) {
-      assert.equal(local[kind], undefined, `${component}-local grants no ${kind}`);
+      // Run locally, the agent's cgroup root is wherever --cgroup-root says: it may write there.
+      if (component === "agent" && kind === "write") assert.equal(local.write, true);
+      else assert.equal(local[kind], undefined, `${component}-local grants no ${kind}`);
     }
   });
 
