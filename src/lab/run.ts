@@ -24,6 +24,7 @@ import {
   detectLayout,
   discover,
   limitMillicores,
+  readCpuWeight,
   readSample,
 } from "../cgroup/mod.ts";
 import { AGENT_OPTIONS, PRIORITY_ANNOTATION } from "../agent/mod.ts";
@@ -161,7 +162,7 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
 
     if (policy === "mbcas") {
       await deployMbcas(cluster, options.mbcasFlags ?? {}, log);
-      log("deployed MBCAS (deno task deploy, deploy/overlays/local)");
+      log(`deployed MBCAS (deno task deploy, ${LAB_OVERLAY})`);
     }
     await core.createNamespace({
       body: { metadata: { name: LAB_NAMESPACE, labels: { [MANAGED_LABEL]: "true" } } },
@@ -230,6 +231,7 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
           allocationMillicores: pa?.allocation ?? null,
           guaranteeMillicores: pa?.guarantee ?? null,
           limitMillicores: s.limitMillicores === null ? null : Math.round(s.limitMillicores),
+          cpuWeight: podWeight(layout, path),
         });
         if (vpa !== null) {
           vpa.set(
@@ -379,6 +381,18 @@ async function waitRunning(
 }
 
 /**
+ * What the lab deploys: the local overlay (images on the node, never pulled)
+ * with elastic pods yielding in the kernel (components/elastic-yield).
+ */
+export const LAB_OVERLAY = "deploy/overlays/lab";
+
+/** The CPU weight of the pod cgroup above a container's, or null when unreadable. */
+function podWeight(layout: CgroupLayout, containerPath: string): number | null {
+  const weight = readCpuWeight(layout, containerPath.slice(0, containerPath.lastIndexOf("/")));
+  return weight.status === "ok" ? weight.value : null;
+}
+
+/**
  * Reads every container's CFS limit every 100 ms and reports each change:
  * the kernel's view of the resizes the kubelet carries out.
  */
@@ -407,7 +421,7 @@ function watchKernelLimits(
 
 /**
  * Deploys MBCAS onto the local cluster as a user would (`deno task deploy`
- * with the local overlay; the images are on the node already) and sets the
+ * with `overlay`, by default {@link LAB_OVERLAY}; the images are on the node already) and sets the
  * given flags as the environment variables the agent and the controller
  * read (a rolling update of each, waited for).
  */
@@ -415,6 +429,7 @@ export async function deployMbcas(
   cluster: LocalCluster,
   flags: { agent?: string[]; controller?: string[] },
   log: (line: string) => void,
+  overlay = LAB_OVERLAY,
 ): Promise<void> {
   const env = { PATH: `${cluster.bin}:${Deno.env.get("PATH") ?? ""}`, NO_COLOR: "1" };
   const run = async (command: string, args: string[]) => {
@@ -438,7 +453,7 @@ export async function deployMbcas(
     "--kubeconfig",
     cluster.kubeconfig,
     "--overlay",
-    "deploy/overlays/local",
+    overlay,
     "--skip-images",
   ]);
   const kubectl = join(cluster.bin, "kubectl");

@@ -50,6 +50,12 @@ export interface LabSample {
   guaranteeMillicores?: number | null;
   /** The CPU limit in the kernel (CFS quota), millicores; null when unlimited. */
   limitMillicores: number | null;
+  /**
+   * The pod cgroup's CPU weight in the kernel (`cpu.shares` on cgroup v1,
+   * `cpu.weight` on v2): the kubelet's, or the lowest while MBCAS has an
+   * elastic pod yield; absent in runs recorded before it was.
+   */
+  cpuWeight?: number | null;
 }
 
 /** The node's market price at one time (MBCAS only). */

@@ -39,12 +39,17 @@ if (missing !== null) {
 
 const NS = "mbcas-bench";
 await withLocalCluster(async (cluster) => {
-  await deployMbcas(cluster, {
-    agent: ["--release-half-life-seconds", "4"],
-    // Several load steps a minute, each up and back down: more resizes than the
-    // default per-pod budget (4 a minute) allows.
-    controller: ["--cooldown-seconds", "4", "--max-resizes-per-pod-per-minute", "16"],
-  }, (line) => console.error(line));
+  await deployMbcas(
+    cluster,
+    {
+      agent: ["--release-half-life-seconds", "4"],
+      // Several load steps a minute, each up and back down: more resizes than the
+      // default per-pod budget (4 a minute) allows.
+      controller: ["--cooldown-seconds", "4", "--max-resizes-per-pod-per-minute", "16"],
+    },
+    (line) => console.error(line),
+    "deploy/overlays/local",
+  );
   const phases = { epochMs: Date.now() + 30_000, onS: 10, offS: 30, steps };
   const { web } = await startLoadPods(cluster, NS, phases);
   const measured = await measureLoadSteps(containerCgroup(web), phases, (k, step) =>

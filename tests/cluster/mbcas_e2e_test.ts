@@ -129,14 +129,19 @@ requireOrSkip(
   async () => {
     await withLocalCluster(async (cluster) => {
       const kubeconfig = cluster.kubeconfig;
-      // deno task deploy with the local overlay, then a faster release and
+      // deno task deploy with the local overlay (the shipped defaults), then a faster release and
       // cooldown for the way down (a rolling update of both, waited for).
-      await deployMbcas(cluster, {
-        agent: ["--release-half-life-seconds", "4"],
-        // Several load steps a minute, each up and back down: more resizes than the
-        // default per-pod budget (4 a minute) allows.
-        controller: ["--cooldown-seconds", "4", "--max-resizes-per-pod-per-minute", "16"],
-      }, (line) => console.error(`  ${line}`));
+      await deployMbcas(
+        cluster,
+        {
+          agent: ["--release-half-life-seconds", "4"],
+          // Several load steps a minute, each up and back down: more resizes than the
+          // default per-pod budget (4 a minute) allows.
+          controller: ["--cooldown-seconds", "4", "--max-resizes-per-pod-per-minute", "16"],
+        },
+        (line) => console.error(`  ${line}`),
+        "deploy/overlays/local",
+      );
 
       // The agent: uid 65532, read-only root, reading the real kubelet's cgroups.
       const [agentPod] = (await pods(cluster, "app.kubernetes.io/component=agent"))

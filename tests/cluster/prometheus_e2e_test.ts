@@ -231,7 +231,7 @@ requireOrSkip(
   async () => {
     await withLocalCluster(async (cluster: LocalCluster) => {
       const log = (line: string) => console.error(`  ${line}`);
-      await deployMbcas(cluster, {}, log);
+      await deployMbcas(cluster, {}, log, "deploy/overlays/local");
       const node = cluster.plan.nodeName;
       const dir = await Deno.makeTempDir({ prefix: "mbcas-prometheus-" });
       let prometheus: Prometheus | null = null;

@@ -539,6 +539,62 @@ requireOrSkip(
     });
 
     await t.step(
+      "components/elastic-yield: the agent as root, still without capabilities, with a writable cgroup mount and yielding on; the base has it off; overlays/lab is local + the component",
+      async () => {
+        const baseAgent = mbcas(base).agent.spec!.template.spec!;
+        const env = (spec: k8s.V1PodSpec) =>
+          environment(spec.containers[0], {
+            podName: "mbcas-agent-q8x7z",
+            namespace: SYSTEM,
+            nodeName: "node-a",
+          });
+        const baseEnv = env(baseAgent);
+        assert.equal(
+          parseAgentConfig([], (name) => baseEnv.get(name)).agent.elasticYield,
+          false,
+          "the base agent, read-only, does not try to write weights",
+        );
+        const [yielding, lab, local] = await Promise.all([
+          withBaseAndComponent("components/elastic-yield", render),
+          render(join(DEPLOY, "overlays/lab")),
+          render(join(DEPLOY, "overlays/local")),
+        ]);
+        const spec = mbcas(yielding.objects).agent.spec!.template.spec!;
+        const yieldEnv = env(spec);
+        assert.equal(parseAgentConfig([], (name) => yieldEnv.get(name)).agent.elasticYield, true);
+        assert.equal(
+          spec.containers[0].env!.filter((e) => e.name === AGENT_OPTIONS["elastic-yield"].env)
+            .length,
+          1,
+          "one MBCAS_ELASTIC_YIELD",
+        );
+        assert.deepEqual(spec.securityContext, {
+          runAsNonRoot: false,
+          runAsUser: 0,
+          runAsGroup: 0,
+          seccompProfile: { type: "RuntimeDefault" },
+        });
+        assert.deepEqual(
+          spec.containers[0].securityContext,
+          baseAgent.containers[0].securityContext,
+        );
+        assert.deepEqual(spec.containers[0].securityContext?.capabilities, { drop: ["ALL"] });
+        const cgroup = spec.containers[0].volumeMounts!.find((m) => m.name === "cgroup")!;
+        assert.equal(cgroup.readOnly, false);
+        assert.equal(cgroup.mountPath, AGENT_OPTIONS["cgroup-root"].default);
+        // Nothing else differs from the base.
+        const rest = (objects: Obj[]) =>
+          objects.filter((o) => !(o.kind === "DaemonSet" && o.metadata.name === "mbcas-agent"));
+        assert.deepEqual(rest(yielding.objects), rest(base));
+        // The lab: the local overlay's objects, with the component's agent.
+        assert.deepEqual(rest(lab.objects), rest(local.objects));
+        const labAgent = mbcas(lab.objects).agent.spec!.template.spec!;
+        assert.deepEqual(labAgent.securityContext, spec.securityContext);
+        assert.equal(labAgent.containers[0].image, "mbcas-agent:local");
+      },
+    );
+
+    await t.step(
       "components/servicemonitor: ServiceMonitors select the metrics Services by labels and port name",
       () => {
         const monitors = monitored.filter((o) => o.kind === "ServiceMonitor");
