@@ -104,6 +104,11 @@ export const CONTROLLER_OPTIONS = {
     default: "0.1",
     help: "an elastic pod's limit changes by at least this share of the node's allocatable CPU",
   },
+  "protected-min-decrease": {
+    env: "MBCAS_PROTECTED_MIN_DECREASE",
+    default: "0.25",
+    help: "a protected pod's limit comes down only by at least this share of itself",
+  },
   "elastic-max-step-up": {
     env: "MBCAS_ELASTIC_MAX_STEP_UP",
     default: "0.5",
@@ -217,6 +222,10 @@ const schema = z.object({
   "elastic-max-step-up": fraction,
   "elastic-min-change": z.coerce.number({ error: "must be a number" }).min(0, "must be at least 0")
     .max(1, "must be at most 1"),
+  "protected-min-decrease": z.coerce.number({ error: "must be a number" }).min(
+    0,
+    "must be at least 0",
+  ).max(1, "must be at most 1"),
   "max-resizes-per-pod-per-minute": z.coerce.number({ error: "must be a whole number" }).int(
     "must be a whole number",
   ).min(3, "must be at least 3 (one for any change, two kept for protective changes)").max(
@@ -340,6 +349,7 @@ export function parseControllerConfig(
       elasticIncreaseDelayMs: c["elastic-increase-delay-seconds"] * 1000,
       elasticMaxStepUpFraction: c["elastic-max-step-up"],
       elasticMinChangeFraction: c["elastic-min-change"],
+      protectedMinDecreaseFraction: c["protected-min-decrease"],
       maxResizesPerPodPerMinute: c["max-resizes-per-pod-per-minute"],
     },
     rateLimit: {

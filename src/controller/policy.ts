@@ -72,6 +72,14 @@ export interface ResizePolicyConfig {
    * and small ones are not worth a resize of its budget.
    */
   elasticMinChangeFraction: number;
+  /**
+   * A protected pod's limit comes down only by at least this fraction of
+   * itself (default 0.25). A limit is a cap, not a reservation: a protected
+   * pod's limit somewhat above its need costs the others nothing, while each
+   * small cut is a resize of its budget and may have to be undone at its
+   * next burst.
+   */
+  protectedMinDecreaseFraction: number;
   /** An elastic pod's increase adds at most this fraction of the node's allocatable CPU per step (default 0.5). */
   elasticMaxStepUpFraction: number;
   /**
@@ -97,6 +105,7 @@ export const DEFAULT_POLICY: ResizePolicyConfig = {
   elasticIncreaseDelayMs: 5_000,
   elasticMaxStepUpFraction: 0.5,
   elasticMinChangeFraction: 0.1,
+  protectedMinDecreaseFraction: 0.25,
   maxResizesPerPodPerMinute: 4,
 };
 
@@ -618,6 +627,7 @@ export function decide(
       config.minChangeMillicores,
       config.minChangeFraction * limit,
       elastic ? config.elasticMinChangeFraction * (pod.nodeAllocatableMillicores ?? 0) : 0,
+      !elastic && target < limit ? config.protectedMinDecreaseFraction * limit : 0,
     );
     if (Math.abs(target - limit) < minChange) {
       // After a failed resize, asking for (about) what is in force withdraws the failed request.

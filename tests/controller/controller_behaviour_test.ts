@@ -88,6 +88,7 @@ requireOrSkip(
         policy: {
           ...DEFAULT_POLICY,
           cooldownMs: 2000,
+          protectedMinDecreaseFraction: 0, // the steps down are this test's subject
           confirmTimeoutMs: 3000,
           maxResizesPerPodPerMinute: 16,
         },

@@ -99,6 +99,7 @@ requireOrSkip(
       controller = new ResizeController(kubeConfig(testbed.identities.controller.kubeconfig), {
         policy: {
           ...DEFAULT_POLICY,
+          protectedMinDecreaseFraction: 0, // small decreases too: clamps and guards are the subject
           // A decrease (the clamped limit below) may wait a cooldown after the pod is first seen.
           cooldownMs: 2000,
           infeasibleBackoffMs: { initial: INFEASIBLE_BACKOFF_MS, max: 8 * INFEASIBLE_BACKOFF_MS },

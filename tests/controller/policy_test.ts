@@ -111,6 +111,45 @@ Deno.test("policy: changes below the minimum (5% or 20m) are ignored", () => {
   assert.notEqual(decide(NOW, want(526), pod(), emptyMemory(null), DEFAULT_POLICY).patch, null);
 });
 
+/** The default policy, but a protected pod's limit comes down by any amount above the minimum change. */
+const ALL_DECREASES = { ...DEFAULT_POLICY, protectedMinDecreaseFraction: 0 };
+
+Deno.test("policy: a protected pod's limit comes down only by at least 25% of itself; up by any change above the minimum", () => {
+  const at = (limit: number) =>
+    pod({}, [container({ cpuLimitMillicores: limit, appliedCpuLimitMillicores: limit })]);
+  // 1000m → 760m is 24%: kept (a limit is a cap; the cut may be undone at the next burst).
+  const small = decide(
+    NOW,
+    want(760),
+    at(1000),
+    emptyMemory(null),
+    DEFAULT_POLICY,
+    seen({ app: 1000 }),
+  );
+  assert.equal(small.patch, null);
+  assert.equal(small.state, "Applied");
+  // 25%: applied (in the usual half steps after the cooldown).
+  const big = decide(
+    NOW,
+    want(750),
+    at(1000),
+    emptyMemory(null),
+    DEFAULT_POLICY,
+    seen({ app: 1000 }),
+  );
+  assert.deepEqual(big.patch, [{ name: "app", cpuLimitMillicores: 750 }]);
+  // Off: the 5% minimum alone.
+  assert.deepEqual(
+    decide(NOW, want(900), at(1000), emptyMemory(null), ALL_DECREASES, seen({ app: 1000 })).patch,
+    [{ name: "app", cpuLimitMillicores: 900 }],
+  );
+  // Increases are not held by it.
+  assert.deepEqual(
+    decide(NOW, want(1100), at(1000), emptyMemory(null), DEFAULT_POLICY, seen({ app: 1000 })).patch,
+    [{ name: "app", cpuLimitMillicores: 1100 }],
+  );
+});
+
 Deno.test("policy: never below the request, never above the cap or the node's allocatable", () => {
   const low = decide(
     NOW,
@@ -130,7 +169,7 @@ Deno.test("policy: never below the request, never above the cap or the node's al
     want(10),
     pod({}, [container({ cpuLimitMillicores: 300, appliedCpuLimitMillicores: 300 })]),
     emptyMemory(null),
-    DEFAULT_POLICY,
+    ALL_DECREASES,
     seen({ app: 600 }),
   );
   assert.deepEqual(lower.patch, [{ name: "app", cpuLimitMillicores: 250 }]);
@@ -254,7 +293,7 @@ Deno.test("policy: a Burstable pod is never driven to requests == limits on ever
     want(250),
     pod({}, [{ ...tight[0], cpuLimitMillicores: 300, appliedCpuLimitMillicores: 300 }]),
     emptyMemory(null),
-    DEFAULT_POLICY,
+    ALL_DECREASES,
     seen(),
   );
   assert.deepEqual(last.patch, [{ name: "app", cpuLimitMillicores: 251 }]);
@@ -271,7 +310,7 @@ Deno.test("policy: a Burstable pod is never driven to requests == limits on ever
       memoryLimit: "1024Mi",
     }]),
     emptyMemory(null),
-    DEFAULT_POLICY,
+    ALL_DECREASES,
     seen(),
   );
   assert.deepEqual(spelled.patch, [{ name: "app", cpuLimitMillicores: 251 }]);

@@ -137,7 +137,13 @@ requireOrSkip(
     try {
       const controllerKc = kubeConfig(testbed.identities.controller.kubeconfig);
       controller = new ResizeController(controllerKc, {
-        policy: { ...DEFAULT_POLICY, cooldownMs: COOLDOWN_MS, confirmTimeoutMs: 5000 },
+        // Small decreases too: clamps and guards are the subject.
+        policy: {
+          ...DEFAULT_POLICY,
+          cooldownMs: COOLDOWN_MS,
+          confirmTimeoutMs: 5000,
+          protectedMinDecreaseFraction: 0,
+        },
         dryRun: false,
         rateLimit: {
           global: { perSecond: 100, burst: 100 },
