@@ -54,6 +54,12 @@ export interface LabBenchRow extends BenchRow {
   elasticStepP50S: number | null;
   /** Load step × elastic pod pairs answered by a limit cut / all such pairs. */
   elasticStepsAnswered: [number, number];
+  /**
+   * Load step × elastic pod pairs at which the elastic pod yielded in the
+   * kernel (see {@link ElasticStepResponse.yielding}); absent in runs
+   * summarised before it was.
+   */
+  elasticStepsYielding?: number;
   /** 95th percentile (nearest rank) of kernel resizes per pod and minute (see {@link resizesPerPodMinute}); 0 without windows. */
   resizesPerPodMinuteP95: number;
   /** Most kernel resizes of one pod in one minute of {@link resizesPerPodMinute}; 0 without windows. */
@@ -86,7 +92,17 @@ export interface ElasticStepResponse {
    * when there was none.
    */
   seconds: number | null;
+  /**
+   * Whether the elastic pod yielded in the kernel at the step: its pod
+   * cgroup's CPU weight, in the last sample at or before the step, was the
+   * lowest the kernel takes (≤ 2: `cpu.shares` 2 on v1, `cpu.weight` 1 on
+   * v2), so the latency pod's threads ran first whatever the limits.
+   */
+  yielding: boolean;
 }
+
+/** The highest CPU weight that is the lowest of a hierarchy (v1 shares 2, v2 weight 1). */
+const LOWEST_WEIGHT = 2;
 
 /** Jain's fairness index of non-negative shares; null for fewer than two or all zero. */
 export function jainIndex(shares: number[]): number | null {
@@ -179,11 +195,13 @@ export function elasticStepResponses(run: LabRun, scenario: Scenario): ElasticSt
         r.toMillicores !== null && (r.fromMillicores === null || r.toMillicores < r.fromMillicores)
       );
       const first = cuts.length === 0 ? null : Math.min(...cuts.map((r) => r.t));
+      const atStep = run.samples.filter((s) => s.pod === pod && s.t <= step.atS).at(-1);
       out.push({
         latencyPod: step.pod,
         atS: step.atS,
         elasticPod: pod,
         seconds: first === null ? null : Math.round((first - step.atS) * 10) / 10,
+        yielding: atStep?.cpuWeight != null && atStep.cpuWeight <= LOWEST_WEIGHT,
       });
     }
   }
@@ -307,6 +325,7 @@ export function benchRow(run: LabRun, scenario: Scenario): LabBenchRow {
     workDone: workDone(run, scenario),
     elasticStepP50S: percentile(stepTimes, 50),
     elasticStepsAnswered: [stepTimes.length, steps.length],
+    elasticStepsYielding: steps.filter((s) => s.yielding).length,
     resizesPerPodMinuteP95: percentile(perMinute, 95) ?? 0,
     resizesPerPodMinuteMax: Math.max(0, ...perMinute),
   };

@@ -333,10 +333,10 @@ Deno.test("elastic step responses: first cut of each elastic pod after each late
     { t: 107, pod: "batch-b", fromMillicores: null, toMillicores: 400 }, // unlimited to a limit
   ]);
   assert.deepEqual(elasticStepResponses(run, scenario), [
-    { latencyPod: "web", atS: 38, elasticPod: "batch-a", seconds: 1.5 },
-    { latencyPod: "web", atS: 38, elasticPod: "batch-b", seconds: 22 },
-    { latencyPod: "web", atS: 105, elasticPod: "batch-a", seconds: 0 },
-    { latencyPod: "web", atS: 105, elasticPod: "batch-b", seconds: 2 },
+    { latencyPod: "web", atS: 38, elasticPod: "batch-a", seconds: 1.5, yielding: false },
+    { latencyPod: "web", atS: 38, elasticPod: "batch-b", seconds: 22, yielding: false },
+    { latencyPod: "web", atS: 105, elasticPod: "batch-a", seconds: 0, yielding: false },
+    { latencyPod: "web", atS: 105, elasticPod: "batch-b", seconds: 2, yielding: false },
   ]);
   const row = benchRow(run, scenario);
   assert.equal(row.elasticStepP50S, 1.5, "nearest rank of 0, 1.5, 2, 22");
@@ -352,9 +352,9 @@ Deno.test("elastic step responses: a step never answered, a pod without samples 
     { t: 120, pod: "batch-b", fromMillicores: 200, toMillicores: 300 }, // a raise
   ], { "batch-b": (t) => t >= 110 });
   assert.deepEqual(elasticStepResponses(run, scenario), [
-    { latencyPod: "web", atS: 38, elasticPod: "batch-a", seconds: 1.5 },
-    { latencyPod: "web", atS: 105, elasticPod: "batch-a", seconds: 0 },
-    { latencyPod: "web", atS: 105, elasticPod: "batch-b", seconds: null },
+    { latencyPod: "web", atS: 38, elasticPod: "batch-a", seconds: 1.5, yielding: false },
+    { latencyPod: "web", atS: 105, elasticPod: "batch-a", seconds: 0, yielding: false },
+    { latencyPod: "web", atS: 105, elasticPod: "batch-b", seconds: null, yielding: false },
   ]);
   const row = benchRow(run, scenario);
   assert.equal(row.elasticStepP50S, 0);
@@ -363,6 +363,39 @@ Deno.test("elastic step responses: a step never answered, a pod without samples 
   const never = benchRow(mixedRun([]), scenario);
   assert.equal(never.elasticStepP50S, null);
   assert.deepEqual(never.elasticStepsAnswered, [0, 4]);
+});
+
+Deno.test("elastic step responses: an elastic pod at the lowest CPU weight at a step yielded in the kernel", () => {
+  const scenario = buildScenario("mixed", 150, 2000);
+  const run = mixedRun([{ t: 39.5, pod: "batch-a", fromMillicores: 500, toMillicores: 300 }]);
+  // batch-a is lowered from t = 10 on; batch-b keeps the kubelet's weight; web's is never read.
+  run.samples = run.samples.map((x) =>
+    x.pod === "batch-a"
+      ? { ...x, cpuWeight: x.t >= 10 ? 2 : 102 }
+      : x.pod === "batch-b"
+      ? { ...x, cpuWeight: 102 }
+      : x
+  );
+  assert.deepEqual(
+    elasticStepResponses(run, scenario).map((r) => [r.atS, r.elasticPod, r.yielding]),
+    [[38, "batch-a", true], [38, "batch-b", false], [105, "batch-a", true], [
+      105,
+      "batch-b",
+      false,
+    ]],
+  );
+  assert.equal(benchRow(run, scenario).elasticStepsYielding, 2);
+  // Lowered only after the first step: yielding at the second step only.
+  const late = mixedRun([]);
+  late.samples = late.samples.map((x) =>
+    x.pod === "batch-a" ? { ...x, cpuWeight: x.t > 38 ? 2 : 102 } : x
+  );
+  assert.deepEqual(
+    elasticStepResponses(late, scenario).filter((r) => r.elasticPod === "batch-a").map((r) =>
+      r.yielding
+    ),
+    [false, true],
+  );
 });
 
 Deno.test("elastic step responses: no elastic pods, or no latency steps, give none", () => {
