@@ -1,6 +1,6 @@
 /**
  * The node's market as a table an operator can read: for each container its
- * pod's tier, floor, usage, throttling, demand (or that it was not measured,
+ * pod's tier (and whether it yields in the kernel), floor, usage, throttling, demand (or that it was not measured,
  * so its limit is kept), weight, cap, the market's two outputs (the
  * guarantee under contention and the limit it runs under) and the declared
  * limit (the baseline every restore goes back to); and the node's price and
@@ -10,6 +10,15 @@
  * @module
  */
 import type { PodAllocation } from "../api/core.ts";
+
+/**
+ * The pod's tier; `elastic, yields` when the agent has recorded the pod's
+ * kubelet CPU weight to lower it (the pod yields in the kernel).
+ */
+function tierLabel(pa: PodAllocation): string {
+  const tier = pa.spec.tier ?? "protected";
+  return tier === "elastic" && pa.spec.originalCpuWeight !== undefined ? "elastic, yields" : tier;
+}
 
 /** Formats the PodAllocations of one node as a market table. */
 export function formatMarketTable(node: string, allocations: PodAllocation[]): string {
@@ -41,7 +50,7 @@ export function formatMarketTable(node: string, allocations: PodAllocation[]): s
       rows.push([
         `${pa.metadata.namespace}/${pa.metadata.name}`,
         c.name,
-        pa.spec.tier ?? "protected",
+        tierLabel(pa),
         e ? `${e.floorMillicores}m` : "?",
         e?.usageMillicores !== undefined ? `${e.usageMillicores}m` : "?",
         e?.throttledRatio !== undefined ? `${Math.round(e.throttledRatio * 100)}%` : "?",
