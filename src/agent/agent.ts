@@ -685,21 +685,29 @@ export class NodeAgent {
   /** Gives every pod this agent lowered the kubelet's weight back (at stop). */
   #restoreAllWeights(): void {
     if (this.#layout === null) return;
-    const lowest = cpuWeightFile(this.#layout.version).lowest;
+    const recorded = new Map(
+      this.#allocations.list().map((pa) => [pa.spec.podUID, pa.spec.originalCpuWeight]),
+    );
     for (const [uid, path] of this.#podPaths) {
-      const original = this.#remembered.get(uid) ??
-        this.#allocations.list().find((pa) => pa.spec.podUID === uid)?.spec.originalCpuWeight;
-      this.#restoreWeight(uid, path, original, lowest);
+      this.#restoreWeight(uid, path, this.#remembered.get(uid) ?? recorded.get(uid));
     }
   }
 
-  /** Writes `original` back to a pod cgroup found at the lowest weight. */
-  #restoreWeight(uid: string, path: string, original: number | undefined, lowest: number): void {
-    if (original === undefined || original === lowest) return;
+  /**
+   * Writes `original` back to a pod cgroup when {@link weightAction} says so
+   * for a pod that no longer yields (it is at the lowest weight).
+   */
+  #restoreWeight(uid: string, path: string, original: number | undefined): void {
     const current = readCpuWeight(this.#layout!, path);
-    if (current.status === "ok" && current.value === lowest) {
-      this.#writeWeight(uid, path, original, "restore");
-    }
+    if (current.status !== "ok") return;
+    const action = weightAction({
+      yields: false,
+      recorded: original ?? null,
+      remembered: null,
+      current: current.value,
+      lowest: cpuWeightFile(this.#layout!.version).lowest,
+    });
+    if (action.kind === "restore") this.#writeWeight(uid, path, action.original, "restore");
   }
 
   /** Clears the node's market and publishes what changed meaningfully; one at a time. */
@@ -895,12 +903,7 @@ export class NodeAgent {
         ? this.#podPaths.get(uid)
         : undefined;
       if (podPath !== undefined && this.#layout !== null) {
-        this.#restoreWeight(
-          uid!,
-          podPath,
-          pa.spec.originalCpuWeight ?? this.#remembered.get(uid!),
-          cpuWeightFile(this.#layout.version).lowest,
-        );
+        this.#restoreWeight(uid!, podPath, pa.spec.originalCpuWeight ?? this.#remembered.get(uid!));
       }
       try {
         await this.#api.delete(allocationPath(pa.metadata.namespace!, pa.metadata.name));

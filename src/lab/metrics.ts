@@ -23,6 +23,7 @@
  *
  * @module
  */
+import { cpuWeightFile } from "../cgroup/mod.ts";
 import { type BenchRow, percentile } from "./report.ts";
 import { type Scenario, type ScenarioPod, workloadSeed } from "./scenario.ts";
 import type { LabRun } from "./types.ts";
@@ -102,7 +103,7 @@ export interface ElasticStepResponse {
 }
 
 /** The highest CPU weight that is the lowest of a hierarchy (v1 shares 2, v2 weight 1). */
-const LOWEST_WEIGHT = 2;
+const LOWEST_WEIGHT = Math.max(cpuWeightFile(1).lowest, cpuWeightFile(2).lowest);
 
 /** Jain's fairness index of non-negative shares; null for fewer than two or all zero. */
 export function jainIndex(shares: number[]): number | null {

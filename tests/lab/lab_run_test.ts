@@ -16,6 +16,7 @@
  * Nothing is left behind: no node component, workload, cgroup or mount.
  */
 import assert from "node:assert/strict";
+import { cpuWeightFile } from "../../src/cgroup/mod.ts";
 import { labAllocatable, runLab } from "../../src/lab/run.ts";
 import { buildScenario } from "../../src/lab/scenario.ts";
 import { renderReport } from "../../src/lab/report.ts";
@@ -98,7 +99,7 @@ requireOrSkip(
     // lowest (MBCAS lowered it) while the service's is the kubelet's, so when
     // the service's load steps up the kernel serves it first, at once, and
     // the batch job's limit need not come down for that.
-    const lowest = 2; // cpu.shares on cgroup v1, this machine's hierarchy
+    const lowest = cpuWeightFile(1).lowest; // cpu.shares on cgroup v1, this machine's hierarchy
     const around = (list: typeof batch) => list.filter((s) => s.t >= stepAt - 5 && s.t <= stopAt);
     // The kubelet rewrites a pod's weight when it resizes the pod; the agent
     // lowers it again at its next sample (1 s), so a sample may catch it.
