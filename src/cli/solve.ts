@@ -33,8 +33,10 @@ stdin and writes the clearing of each to stdout.
 
 With --tiered, the market's tiers are settled instead (the agent's market):
 a bid may add "tier" ("protected" or "elastic") and "usage" (millicores it
-uses now), the market "headroom" (millicores the elastic limits leave free);
-without --tiered those fields are read and ignored.
+uses now), the market "headroom" (millicores the elastic limits leave free),
+"elasticYields" (true: the elastic pods run at the lowest CPU weight) and
+"protectedLimit" ("target", the default, or "cap": every protected limit is
+its bid's cap); without --tiered those fields are read and ignored.
 
   settlement: {"guarantees": {"ns/pod/container": 900}, "limits": {...},
                "elasticBudget": 1500, "price": 0.41, "contended": true,

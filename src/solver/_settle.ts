@@ -59,6 +59,11 @@ export function settleMarket(market: Market): Settlement {
     bids: aboveGuarantee(protectedBids),
   });
   const limits: Record<string, number> = { ...protectedLimits.allocations };
+  // Open protected limits: the kernel's weights, not the limits, share what
+  // the protected pods want beyond the node. Nothing else depends on them.
+  if (market.protectedLimit === "cap") {
+    for (const b of protectedBids) limits[b.id] = b.cap;
+  }
   const elasticGuaranteed = sum(elasticBids, (b) => guarantees[b.id]);
   // Elastic bids that yield in the kernel take only what the protected bids
   // leave, whatever their limits: the budget need not leave that free.

@@ -20,4 +20,12 @@
  */
 export { clearMarket } from "./_clearing.ts";
 export { settleMarket } from "./_settle.ts";
-export type { Bid, BidTier, Clearing, Market, Settlement, SurplusMode } from "./types.ts";
+export type {
+  Bid,
+  BidTier,
+  Clearing,
+  Market,
+  ProtectedLimitMode,
+  Settlement,
+  SurplusMode,
+} from "./types.ts";

@@ -82,6 +82,13 @@
  *   B = max(Σ elastic guarantees, C − headroom): the elastic limits reach into
  *   all the CPU the protected bids might leave idle and need not move when
  *   their usage does.
+ * - **Open protected limits** (`protectedLimit: "cap"`): every protected
+ *   limit is its bid's cap (≥ its target ≥ its guarantee). A protected pod is
+ *   then never throttled below its cap, and when the protected pods want more
+ *   than the node has, the kernel shares it by their CPU weights (requests),
+ *   not the limits by the market's weights. The guarantees and the elastic
+ *   budget do not depend on the protected limits, so nothing else moves;
+ *   with yielding elastic bids, it costs the elastic tier nothing.
  *
  * Both steps are the exact clearing above, so settlements are exact,
  * deterministic and independent of the order of the bids.
@@ -105,4 +112,12 @@
 export { clearMarket } from "./_clearing.ts";
 export { settleMarket } from "./_settle.ts";
 export { MarketInputError, parseMarket, parseMarketJson } from "./parse.ts";
-export type { Bid, BidTier, Clearing, Market, Settlement, SurplusMode } from "./types.ts";
+export type {
+  Bid,
+  BidTier,
+  Clearing,
+  Market,
+  ProtectedLimitMode,
+  Settlement,
+  SurplusMode,
+} from "./types.ts";

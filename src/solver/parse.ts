@@ -41,6 +41,7 @@ const RULES: Record<string, string> = {
   usage: `must be a non-negative integer number of millicores, at most ${MAX_MILLICORES}`,
   headroom: `must be a non-negative integer number of millicores, at most ${MAX_MILLICORES}`,
   elasticYields: "must be true or false",
+  protectedLimit: `must be "target" or "cap"`,
 };
 
 const millicores = z.number().int().min(0).max(MAX_MILLICORES);
@@ -60,6 +61,7 @@ const marketSchema = z.strictObject({
   surplus: z.enum(["distribute", "retain"]).optional(),
   headroom: millicores.optional(),
   elasticYields: z.boolean().optional(),
+  protectedLimit: z.enum(["target", "cap"]).optional(),
   bids: z.array(bidSchema),
 });
 

@@ -9,6 +9,14 @@
 export type SurplusMode = "distribute" | "retain";
 
 /**
+ * How a protected bid's limit is set by the tiered settlement.
+ * `target`: its target, cut under contention of the protected tier (the
+ * default). `cap`: its cap, so it is never throttled below it; the kernel's
+ * CPU weights share the node between the pods that want more than it has.
+ */
+export type ProtectedLimitMode = "target" | "cap";
+
+/**
  * A bid's tier. `protected` (the default) bids are served first: their
  * guarantees come out of the capacity before the elastic tier's (beyond the
  * elastic floors). `elastic` bids run on what the protected bids leave idle.
@@ -55,6 +63,13 @@ export interface Market {
    * headroom. Default false (the budget leaves the protected usage free).
    */
   elasticYields?: boolean;
+  /**
+   * How the protected bids' limits are set: `target` (default) or `cap`
+   * (every protected limit is its bid's cap: a limit is a cap, not a
+   * reservation, and the kernel's weights share a contended node). The
+   * guarantees and the elastic limits do not depend on it.
+   */
+  protectedLimit?: ProtectedLimitMode;
 }
 
 /** The result of clearing a market. */
@@ -82,7 +97,7 @@ export interface Clearing {
 export interface Settlement {
   /** Guarantee per bid id, integer millicores: what it gets when every bid wants its target. */
   guarantees: Record<string, number>;
-  /** Limit per bid id, integer millicores: never below the guarantee. */
+  /** Limit per bid id, integer millicores: never below the guarantee, never above the cap. */
   limits: Record<string, number>;
   /**
    * CPU the elastic tier may run on: the capacity minus the headroom minus

@@ -36,11 +36,13 @@ const marketArb: fc.Arbitrary<Market> = fc
     capacity: fc.integer({ min: 0, max: 40_000 }),
     headroom: fc.option(fc.integer({ min: 0, max: 4000 }), { nil: undefined }),
     elasticYields: fc.option(fc.boolean(), { nil: undefined }),
+    protectedLimit: fc.constantFrom<"target" | "cap" | undefined>("target", "cap", undefined),
   })
-  .map(({ bids, capacity, headroom, elasticYields }) => ({
+  .map(({ bids, capacity, headroom, elasticYields, protectedLimit }) => ({
     capacity,
     ...(headroom === undefined ? {} : { headroom }),
     ...(elasticYields === undefined ? {} : { elasticYields }),
+    ...(protectedLimit === undefined ? {} : { protectedLimit }),
     bids: bids.map((b, i) => ({ id: `ns/pod-${(i * 7919) % 1000}-${i}/c`, ...b })),
   }));
 
@@ -125,7 +127,7 @@ Deno.test("settle: without elastic bids and with usage at the target, guarantees
   fc.assert(
     fc.property(marketArb, (market) => {
       const bids = market.bids.map(({ tier: _t, usage: _u, ...b }) => b);
-      const s = settleMarket({ ...market, bids });
+      const s = settleMarket({ ...market, bids, protectedLimit: "target" });
       const plain = clearMarket({ capacity: market.capacity, surplus: "retain", bids });
       assert.deepEqual(s.guarantees, plain.allocations);
       assert.deepEqual(s.limits, plain.allocations);
@@ -167,7 +169,7 @@ Deno.test("property: protected bids first — an elastic bid gets beyond its flo
   );
 });
 
-Deno.test("property: limits never below the guarantee; a protected limit beyond its guarantee only from idle protected CPU", () => {
+Deno.test("property: limits never below the guarantee nor above the cap; a protected limit beyond its guarantee only from idle protected CPU, or its cap when open", () => {
   fc.assert(
     fc.property(marketArb, (market) => {
       const s = settleMarket(market);
@@ -178,6 +180,10 @@ Deno.test("property: limits never below the guarantee; a protected limit beyond 
         assert.ok(l <= b.cap, `${b.id}: limit ${l} > cap ${b.cap}`);
       }
       const protectedBids = market.bids.filter((b) => !elastic(b));
+      if (market.protectedLimit === "cap") {
+        for (const b of protectedBids) assert.equal(s.limits[b.id], b.cap);
+        return;
+      }
       const extra = protectedBids.reduce((x, b) => x + s.limits[b.id] - s.guarantees[b.id], 0);
       const idle = market.capacity - market.bids.filter(elastic).reduce((x, b) => x + b.floor, 0) -
         (market.headroom ?? 0) -
@@ -188,11 +194,12 @@ Deno.test("property: limits never below the guarantee; a protected limit beyond 
   );
 });
 
-Deno.test("property: surplus only to bids with unmet demand, never beyond the target", () => {
+Deno.test("property: surplus only to bids with unmet demand, never beyond the target (but open protected limits, which are caps)", () => {
   fc.assert(
     fc.property(marketArb, (market) => {
       const s = settleMarket(market);
-      for (const b of market.bids) {
+      const open = market.protectedLimit === "cap";
+      for (const b of market.bids.filter((b) => elastic(b) || !open)) {
         const l = s.limits[b.id];
         const g = s.guarantees[b.id];
         if (l > g) {
@@ -314,4 +321,43 @@ Deno.test("property: deterministic and independent of the order of the bids", ()
     }),
     { numRuns: RUNS },
   );
+});
+
+Deno.test("property: open protected limits change the protected limits only — guarantees, elastic limits, budget and price stay", () => {
+  fc.assert(
+    fc.property(marketArb, (market) => {
+      const byTarget = settleMarket({ ...market, protectedLimit: "target" });
+      const open = settleMarket({ ...market, protectedLimit: "cap" });
+      assert.deepEqual(open.guarantees, byTarget.guarantees);
+      assert.equal(open.elasticBudget, byTarget.elasticBudget);
+      assert.equal(open.price, byTarget.price);
+      for (const b of market.bids) {
+        if (elastic(b)) assert.equal(open.limits[b.id], byTarget.limits[b.id]);
+        else assert.ok(open.limits[b.id] >= byTarget.limits[b.id], `${b.id}: open below target`);
+      }
+      const { protectedLimit: _, ...withoutMode } = market;
+      assert.deepEqual(settleMarket(withoutMode), byTarget, "target is the default");
+    }),
+    { numRuns: RUNS },
+  );
+});
+
+Deno.test("settle: the lab's node with open protected limits — the service steps up under its cap, the batch jobs' limits do not move", () => {
+  const bids: Bid[] = [
+    { id: "web", weight: 1200, floor: 400, demand: 460, cap: 2000, usage: 200 },
+    { id: "bursty", weight: 400, floor: 300, demand: 1150, cap: 2000, usage: 1000 },
+    { id: "batch-a", weight: 100, floor: 100, demand: 1200, cap: 2000, tier: "elastic" },
+    { id: "batch-b", weight: 100, floor: 100, demand: 1200, cap: 2000, tier: "elastic" },
+  ];
+  const market: Market = { capacity: 2000, headroom: 100, elasticYields: true, bids };
+  const byTarget = settleMarket(market);
+  // Under its target (460m) the service is throttled when its load steps up to 560m.
+  assert.equal(byTarget.limits.web, 460);
+  const open = settleMarket({ ...market, protectedLimit: "cap" });
+  assert.deepEqual([open.limits.web, open.limits.bursty], [2000, 2000]);
+  assert.deepEqual(
+    [open.limits["batch-a"], open.limits["batch-b"]],
+    [byTarget.limits["batch-a"], byTarget.limits["batch-b"]],
+  );
+  assert.deepEqual([open.limits["batch-a"], open.limits["batch-b"]], [950, 950]);
 });

@@ -266,3 +266,27 @@ Deno.test("cli: --tiered with elasticYields: the elastic budget leaves the prote
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /field "elasticYields" must be true or false, got "yes"/);
 });
+
+Deno.test("cli: --tiered with protectedLimit cap: protected limits are their caps, the rest unchanged; an unknown mode is refused", async () => {
+  const market = {
+    capacity: 2000,
+    headroom: 100,
+    bids: [
+      { id: "web", weight: 1200, floor: 400, demand: 460, cap: 1800, usage: 300 },
+      { id: "bursty", weight: 400, floor: 300, demand: 1150, cap: 2000, usage: 1000 },
+      { id: "batch", weight: 100, floor: 100, demand: 2000, cap: 2000, tier: "elastic" },
+    ],
+  };
+  const byTarget = JSON.parse((await solve(JSON.stringify(market), ["--tiered"])).stdout);
+  assert.deepEqual([byTarget.limits.web, byTarget.limits.bursty], [460, 1150]);
+  const open = await solve(JSON.stringify({ ...market, protectedLimit: "cap" }), ["--tiered"]);
+  assert.equal(open.code, 0, open.stderr);
+  const settlement = JSON.parse(open.stdout);
+  assert.deepEqual([settlement.limits.web, settlement.limits.bursty], [1800, 2000]);
+  assert.deepEqual(settlement.guarantees, byTarget.guarantees);
+  assert.equal(settlement.limits.batch, byTarget.limits.batch);
+  const bad = await solve(JSON.stringify({ ...market, protectedLimit: "open" }), ["--tiered"]);
+  assert.equal(bad.code, 2);
+  assert.equal(bad.stdout, "");
+  assert.match(bad.stderr, /field "protectedLimit" must be "target" or "cap", got "open"/);
+});
