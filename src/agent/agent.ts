@@ -56,7 +56,7 @@ import {
   statusCode,
   withoutManagedFields,
 } from "../k8s/lean/mod.ts";
-import { settleMarket, type Settlement } from "../solver/core.ts";
+import { type ProtectedLimitMode, settleMarket, type Settlement } from "../solver/core.ts";
 import { Counter, Gauge, Histogram, Registry } from "../metrics/mod.ts";
 import {
   type BidConfig,
@@ -99,6 +99,13 @@ export interface AgentOptions {
    * live use free instead.
    */
   elasticYield?: boolean;
+  /**
+   * How protected pods' limits are set (default `target`): at their targets,
+   * cut when the protected tier is contended, or at their caps (`cap`), so
+   * a protected pod is never throttled below its cap and the kernel's CPU
+   * weights share a contended node (`protectedLimit` in src/solver).
+   */
+  protectedLimit?: ProtectedLimitMode;
   /** Demand estimator tuning. */
   estimator?: EstimatorConfig;
   /** Bid tuning. */
@@ -350,6 +357,7 @@ export class NodeAgent {
       heavyThrottleRatio: 0.5,
       elasticReleaseMs: 5000,
       elasticYield: true,
+      protectedLimit: "target",
       estimator: DEFAULT_ESTIMATOR,
       bids: { maxPerContainerMillicores: null, reserveMillicores: 0 },
       publish: { minChangeFraction: 0.05, minChangeMillicores: 20, writesPerSecond: 5, burst: 20 },
@@ -794,6 +802,7 @@ export class NodeAgent {
     const built = buildMarket(allocatable, views, this.#o.bids, systemOverflow);
     for (const warning of built.warnings) this.#o.log?.("warn", warning);
     built.market.elasticYields = yields;
+    built.market.protectedLimit = this.#o.protectedLimit;
     const clearing = settleMarket(built.market);
     this.#metrics.clearingSeconds.observe((performance.now() - started) / 1000);
     this.#record(views, built.market.capacity, clearing, tracks);

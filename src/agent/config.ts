@@ -90,6 +90,12 @@ export const AGENT_OPTIONS = {
     help:
       "lower elastic pods' cgroup CPU weight so every other pod goes first (needs the cgroup tree writable); false: elastic limits leave the protected pods' use free",
   },
+  "protected-limit": {
+    env: "MBCAS_PROTECTED_LIMIT",
+    default: "target",
+    help:
+      "protected pods' limits: target (their estimated need, cut when they contend) or cap (their cap: never throttled below it; the kernel's weights share a contended node)",
+  },
   "min-change-fraction": {
     env: "MBCAS_MIN_CHANGE_FRACTION",
     default: "0.05",
@@ -182,6 +188,7 @@ export const AGENT_OPTION_CHECKS = checkedOptions({
     max: [3600, "must be at most 3600"],
   }),
   "elastic-yield": choiceOption(["true", "false"], 'must be "true" or "false"'),
+  "protected-limit": choiceOption(["target", "cap"], 'must be "target" or "cap"'),
   "min-change-fraction": numberOption({
     notNumber: "must be a number",
     min: 0,
@@ -251,6 +258,7 @@ export function parseAgentConfig(
       },
       elasticReleaseMs: c["elastic-release-seconds"] * 1000,
       elasticYield: c["elastic-yield"] === "true",
+      protectedLimit: c["protected-limit"],
       publish: {
         minChangeFraction: c["min-change-fraction"],
         minChangeMillicores: c["min-change-millicores"],

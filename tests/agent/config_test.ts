@@ -19,7 +19,7 @@ const quantity = (allowEmpty: boolean) =>
     "must be a CPU quantity such as 500m or 2",
   );
 
-/** The zod schema the checks replaced (src/agent/config.ts before issue 16; `elastic-yield` added since). */
+/** The zod schema the checks replaced (src/agent/config.ts before issue 16; `elastic-yield` and `protected-limit` added since). */
 const ZOD_SCHEMA = z.object({
   kubeconfig: z.string(),
   "node-name": z.string().min(1, "must be set (the DaemonSet passes spec.nodeName)"),
@@ -55,6 +55,7 @@ const ZOD_SCHEMA = z.object({
     "must be at least 0",
   ).max(3600, "must be at most 3600"),
   "elastic-yield": z.enum(["true", "false"], { error: 'must be "true" or "false"' }),
+  "protected-limit": z.enum(["target", "cap"], { error: 'must be "target" or "cap"' }),
   "min-change-fraction": z.coerce.number({ error: "must be a number" }).min(0).max(
     1,
     "must be at most 1",
@@ -127,6 +128,9 @@ const TEXTS = [
   "false",
   "TRUE",
   "yes",
+  "target",
+  "cap",
+  "CAP",
 ];
 
 type Outcome = { ok: true; value: unknown } | { ok: false; message: string };

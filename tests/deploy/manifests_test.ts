@@ -539,7 +539,7 @@ requireOrSkip(
     });
 
     await t.step(
-      "components/elastic-yield: the agent as root, still without capabilities, with a writable cgroup mount and yielding on; the base has it off; overlays/lab is local + the component",
+      "components/elastic-yield: the agent as root, still without capabilities, with a writable cgroup mount, yielding on and protected limits open; the base has both off; overlays/lab is local + the component",
       async () => {
         const baseAgent = mbcas(base).agent.spec!.template.spec!;
         const env = (spec: k8s.V1PodSpec) =>
@@ -554,6 +554,11 @@ requireOrSkip(
           false,
           "the base agent, read-only, does not try to write weights",
         );
+        assert.equal(
+          parseAgentConfig([], (name) => baseEnv.get(name)).agent.protectedLimit,
+          "target",
+          "the base agent's protected limits follow their need",
+        );
         const [yielding, lab, local] = await Promise.all([
           withBaseAndComponent("components/elastic-yield", render),
           render(join(DEPLOY, "overlays/lab")),
@@ -561,13 +566,16 @@ requireOrSkip(
         ]);
         const spec = mbcas(yielding.objects).agent.spec!.template.spec!;
         const yieldEnv = env(spec);
-        assert.equal(parseAgentConfig([], (name) => yieldEnv.get(name)).agent.elasticYield, true);
-        assert.equal(
-          spec.containers[0].env!.filter((e) => e.name === AGENT_OPTIONS["elastic-yield"].env)
-            .length,
-          1,
-          "one MBCAS_ELASTIC_YIELD",
-        );
+        const yieldConfig = parseAgentConfig([], (name) => yieldEnv.get(name)).agent;
+        assert.equal(yieldConfig.elasticYield, true);
+        assert.equal(yieldConfig.protectedLimit, "cap");
+        for (const option of ["elastic-yield", "protected-limit"] as const) {
+          assert.equal(
+            spec.containers[0].env!.filter((e) => e.name === AGENT_OPTIONS[option].env).length,
+            1,
+            `one ${AGENT_OPTIONS[option].env}`,
+          );
+        }
         assert.deepEqual(spec.securityContext, {
           runAsNonRoot: false,
           runAsUser: 0,
