@@ -13,6 +13,7 @@ import {
   loadKubeConfig,
   makeApiClient,
 } from "../k8s/mod.ts";
+import { leanConfigFromKubeConfig } from "../k8s/lean/mod.ts";
 import { configureLogging, logger, logSink } from "../log/mod.ts";
 import { Registry } from "../metrics/mod.ts";
 import { ProgressTracker, serveProbes, stopSignal } from "../serve/mod.ts";
@@ -51,6 +52,9 @@ export async function runController(config: ControllerConfig): Promise<number> {
   let kc: k8s.KubeConfig;
   try {
     kc = loadKubeConfig({ kubeconfig: config.kubeconfig, context: config.context });
+    // The informers list and watch through the lean client: a kubeconfig it
+    // cannot use (an exec plugin, an auth provider) fails here, with exit 2.
+    leanConfigFromKubeConfig(kc);
   } catch (error) {
     if (error instanceof KubeConfigError) {
       console.error(`mbcas-controller: ${error.message}`);

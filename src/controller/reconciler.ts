@@ -19,14 +19,13 @@ import {
 import {
   errorMessage,
   Informer,
-  kubeSource,
   makeApiClient,
   MERGE_PATCH,
-  pagedList,
   patchPodResize,
   statusCode,
   withoutManagedFields,
 } from "../k8s/mod.ts";
+import { LeanClient, leanConfigFromKubeConfig, leanSource } from "../k8s/lean/mod.ts";
 import {
   baselineFromStatus,
   desiredAllocation,
@@ -197,6 +196,13 @@ export interface ControllerStats {
 /** Loop names the controller reports to its {@link ProgressTracker}. */
 export const CONTROLLER_LOOPS = { informers: "informers" } as const;
 
+/**
+ * Pods per list page: a page of whole pods (~20 KB each with a mesh sidecar
+ * and managedFields) is parsed before it is slimmed, so the page, not the
+ * cache, sets the controller's peak memory while it lists.
+ */
+const POD_PAGE_SIZE = 100;
+
 type PlainPodAllocation = k8s.KubernetesObject & {
   spec?: unknown;
   status?: PodAllocation["status"];
@@ -213,6 +219,7 @@ export class ResizeController {
   };
   readonly #core: k8s.CoreV1Api;
   readonly #custom: k8s.CustomObjectsApi;
+  readonly #lean: LeanClient;
   readonly #options: ControllerOptions;
   readonly #now: () => number;
   readonly #log: NonNullable<ControllerOptions["log"]>;
@@ -264,69 +271,43 @@ export class ResizeController {
       log: (level: "info" | "warn", message: string, fields?: Record<string, unknown>) =>
         this.#log(level, message, fields),
     });
-    const core = makeApiClient(kc, k8s.CoreV1Api);
-    const custom = makeApiClient(kc, k8s.CustomObjectsApi);
-    // Every list is paginated, and pods, nodes and namespaces are cached only
-    // with the fields the controller reads (a cluster's pods in full would be
-    // hundreds of MB: managedFields, env, volumes, images).
+    // The informers list and watch through the lean client (src/k8s/lean/):
+    // each page is parsed once and every object slimmed as its page arrives,
+    // with no client-node (de)serialisation, so a list of 10,000 pods never
+    // holds more than a page of whole objects. Every list is paginated, each
+    // page bounded by the request timeout, and pods, nodes and namespaces are
+    // cached only with the fields the controller reads (a cluster's pods in
+    // full would be hundreds of MB: managedFields, env, volumes, images).
+    const lean = new LeanClient(leanConfigFromKubeConfig(kc));
+    this.#lean = lean;
+    const source = <T>(
+      path: string,
+      transform: (item: unknown) => T,
+      more: { labelSelector?: string; pageSize?: number } = {},
+    ) => leanSource<T>(lean, { path, transform, listTimeoutMs: Infinity, ...more });
     this.#allocations = new Informer(
-      kubeSource<PlainPodAllocation>(kc, {
-        path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
-        listTimeoutMs: Infinity, // bounded page by page
-        list: pagedList(
-          (page) =>
-            custom.listClusterCustomObject({
-              group: GROUP,
-              version: VERSION,
-              plural: PLURAL,
-              ...page,
-            }),
-          { transform: withoutManagedFields<PlainPodAllocation> },
-        ),
-      }),
+      source(`/apis/${GROUP}/${VERSION}/${PLURAL}`, withoutManagedFields<PlainPodAllocation>),
       { ...informerOptions("podallocations"), transform: withoutManagedFields },
     );
     this.#pods = new Informer(
-      kubeSource<k8s.V1Pod>(kc, {
-        path: "/api/v1/pods",
-        listTimeoutMs: Infinity, // bounded page by page
-        list: pagedList((page) => core.listPodForAllNamespaces(page), { transform: slimPod }),
-      }),
+      source("/api/v1/pods", slimPod, { pageSize: POD_PAGE_SIZE }),
       { ...informerOptions("pods"), transform: slimPod },
     );
     this.#namespaces = new Informer(
-      kubeSource<k8s.V1Namespace>(kc, {
-        path: "/api/v1/namespaces",
-        listTimeoutMs: Infinity, // bounded page by page
-        list: pagedList((page) => core.listNamespace(page), { transform: slimNamespace }),
-      }),
+      source("/api/v1/namespaces", slimNamespace),
       { ...informerOptions("namespaces"), transform: slimNamespace },
     );
     this.#nodes = new Informer(
-      kubeSource<k8s.V1Node>(kc, {
-        path: "/api/v1/nodes",
-        listTimeoutMs: Infinity, // bounded page by page
-        list: pagedList((page) => core.listNode(page), { transform: slimNode }),
-      }),
+      source("/api/v1/nodes", slimNode),
       { ...informerOptions("nodes"), transform: slimNode },
     );
     const heartbeatNamespace = options.heartbeatNamespace ?? "mbcas-system";
-    const coordination = makeApiClient(kc, k8s.CoordinationV1Api);
     this.#heartbeats = new Informer(
-      kubeSource<k8s.V1Lease>(kc, {
-        path: `/apis/coordination.k8s.io/v1/namespaces/${heartbeatNamespace}/leases`,
-        labelSelector: HEARTBEAT_LABEL_SELECTOR,
-        listTimeoutMs: Infinity, // bounded page by page
-        list: pagedList(
-          (page) =>
-            coordination.listNamespacedLease({
-              namespace: heartbeatNamespace,
-              labelSelector: HEARTBEAT_LABEL_SELECTOR,
-              ...page,
-            }),
-          { transform: withoutManagedFields<k8s.V1Lease> },
-        ),
-      }),
+      source(
+        `/apis/coordination.k8s.io/v1/namespaces/${heartbeatNamespace}/leases`,
+        withoutManagedFields<k8s.V1Lease>,
+        { labelSelector: HEARTBEAT_LABEL_SELECTOR },
+      ),
       { ...informerOptions("heartbeats"), transform: withoutManagedFields },
     );
   }
@@ -394,6 +375,7 @@ export class ResizeController {
     this.#timers.clear();
     await Promise.all(this.#informers.map((i) => i.stop()));
     await Promise.all(this.#workers);
+    this.#lean.close();
   }
 
   /**

@@ -354,3 +354,41 @@ requireOrSkip(
     );
   },
 );
+
+requireOrSkip(
+  "controller process: a kubeconfig whose user runs an exec plugin (which the informers' lean client cannot use) stops it with exit 2 naming the user",
+  null,
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "mbcas-exec-kubeconfig-" });
+    try {
+      const kubeconfig = `${dir}/config`;
+      await Deno.writeTextFile(
+        kubeconfig,
+        JSON.stringify({
+          apiVersion: "v1",
+          kind: "Config",
+          clusters: [{ name: "c", cluster: { server: "https://127.0.0.1:1" } }],
+          users: [{
+            name: "cloud-user",
+            user: { exec: { apiVersion: "client.authentication.k8s.io/v1", command: "true" } },
+          }],
+          contexts: [{ name: "x", context: { cluster: "c", user: "cloud-user" } }],
+          "current-context": "x",
+        }),
+      );
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", ...taskRunFlags("controller"), MAIN, "--kubeconfig", kubeconfig],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 2, stderr);
+      assert.match(
+        stderr,
+        /mbcas-controller: user "cloud-user" authenticates with an exec plugin or an auth provider, which the lean API client does not support/,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
