@@ -375,13 +375,12 @@ export function statusFor(
     ? previous?.infeasible
     : infeasibleStatus(decision.memory);
   // The per-pod resize budget's window, so a new leader counts the same resizes.
-  const recent = decision.memory?.recentResizesAtMs
-    ?.filter((t) => t > now.getTime() - RESIZE_BUDGET_WINDOW_MS)
+  const inWindow = (t: number) => t > now.getTime() - RESIZE_BUDGET_WINDOW_MS;
+  const fresh = decision.memory?.recentResizesAtMs
+    ?.filter(inWindow)
     .map((t) => new Date(t).toISOString()) ??
-    previous?.recentResizeTimes?.filter((t) =>
-      Date.parse(t) > now.getTime() - RESIZE_BUDGET_WINDOW_MS
-    );
-  return {
+    previous?.recentResizeTimes?.filter((t) => inWindow(Date.parse(t)));
+  const status = (recent: string[] | undefined): PodAllocationStatus => ({
     observedGeneration: generation,
     state: decision.state,
     ...(containers.length > 0 ? { containers } : {}),
@@ -395,7 +394,47 @@ export function statusFor(
       : previous?.podGeneration !== undefined
       ? { podGeneration: previous.podGeneration }
       : {}),
-  };
+  });
+  // Resizes that only aged out of the window are no reason to write (every reader filters
+  // by the window): when nothing else changed, the recorded list stays as it is.
+  const recorded = previous?.recentResizeTimes;
+  if (
+    fresh !== undefined && recorded !== undefined &&
+    sameTimes(fresh, recorded.filter((t) => inWindow(Date.parse(t))))
+  ) {
+    const unchanged = status(recorded);
+    if (!statusChanged(previous, unchanged)) return unchanged;
+  }
+  return status(fresh);
+}
+
+/** A status this replica wrote, and the resourceVersion its cache showed when it wrote it. */
+export interface WrittenStatus {
+  /** The cached PodAllocation's resourceVersion at the time of the write. */
+  basedOn: string | undefined;
+  /** The status written. */
+  status: PodAllocationStatus;
+}
+
+/**
+ * The status to compare a new one with: what this replica wrote, while its
+ * cache still shows the version it wrote against (the write is not in the
+ * cache yet); otherwise the cached status. Without it, a reconcile between a
+ * write and its watch event writes the same status again.
+ */
+export function lastKnownStatus(
+  written: WrittenStatus | undefined,
+  cachedResourceVersion: string | undefined,
+  cached: PodAllocationStatus | undefined,
+): PodAllocationStatus | undefined {
+  return written !== undefined && written.basedOn === cachedResourceVersion
+    ? written.status
+    : cached;
+}
+
+/** Whether two lists of RFC 3339 times name the same instants, in order. */
+function sameTimes(a: string[], b: string[]): boolean {
+  return a.length === b.length && a.every((t, i) => Date.parse(t) === Date.parse(b[i]));
 }
 
 /** A baseline as status records it. */

@@ -243,7 +243,10 @@ export interface PodMemory {
    * controller's own write and the pod must not be judged from it.
    */
   awaiting?: { uid: string; generation: number } | null;
-  /** When this pod was resized within the last minute (any leader's resizes, from status), oldest first. */
+  /**
+   * When this pod was last resized (any leader's resizes, from status), oldest
+   * first; the budget counts the last minute's.
+   */
   recentResizesAtMs?: number[];
 }
 
