@@ -18,6 +18,7 @@ import {
   parseMillicores,
   PLURAL,
   type PodAllocation,
+  podAllocationPath,
   VERSION,
 } from "../api/core.ts";
 import {
@@ -249,12 +250,6 @@ function nodeCapacity(object: unknown): unknown {
     metadata: o.metadata,
     status: { allocatable: status?.allocatable, capacity: status?.capacity },
   };
-}
-
-/** The URL path of a namespace's PodAllocations, or of one of them. */
-function allocationPath(namespace: string, name?: string): string {
-  const collection = `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}`;
-  return name === undefined ? collection : `${collection}/${encodeURIComponent(name)}`;
 }
 
 /** What the agent knows about one container between samples. */
@@ -915,7 +910,7 @@ export class NodeAgent {
         this.#restoreWeight(uid!, podPath, pa.spec.originalCpuWeight ?? this.#remembered.get(uid!));
       }
       try {
-        await this.#api.delete(allocationPath(pa.metadata.namespace!, pa.metadata.name));
+        await this.#api.delete(podAllocationPath(pa.metadata.namespace!, pa.metadata.name));
         this.stats.deletes++;
       } catch (error) {
         if (statusCode(error) !== 404) {
@@ -988,7 +983,7 @@ export class NodeAgent {
     }];
     try {
       if (existing === undefined) {
-        await this.#api.create(allocationPath(namespace), {
+        await this.#api.create(podAllocationPath(namespace), {
           apiVersion: API_VERSION,
           kind: KIND,
           metadata: {
@@ -1003,7 +998,7 @@ export class NodeAgent {
         // A merge patch keeps what it leaves out: a dropped record is written as null.
         const dropped = existing.spec.originalCpuWeight !== undefined &&
           spec.originalCpuWeight === undefined;
-        await this.#api.mergePatch(allocationPath(namespace, name), {
+        await this.#api.mergePatch(podAllocationPath(namespace, name), {
           metadata: { ownerReferences },
           spec: dropped ? { ...spec, originalCpuWeight: null } : spec,
         });

@@ -15,6 +15,14 @@ export const API_VERSION = `${GROUP}/${VERSION}`;
 export const PLURAL = "podallocations";
 /** Kind. */
 export const KIND = "PodAllocation";
+
+/** The URL path of a namespace's PodAllocations, or of one of them (`/status` etc. appended by the caller). */
+export function podAllocationPath(namespace: string, name?: string): string {
+  const collection = `/apis/${GROUP}/${VERSION}/namespaces/${
+    encodeURIComponent(namespace)
+  }/${PLURAL}`;
+  return name === undefined ? collection : `${collection}/${encodeURIComponent(name)}`;
+}
 /**
  * Finalizer the controller puts on a PodAllocation before it first changes
  * the pod: deleting the PodAllocation then restores the pod's declared limits

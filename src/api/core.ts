@@ -19,6 +19,7 @@ export {
   GROUP,
   KIND,
   PLURAL,
+  podAllocationPath,
   RESTORE_FINALIZER,
   TIER_VALUES,
   VERSION,

@@ -13,6 +13,7 @@ export {
   GROUP,
   KIND,
   PLURAL,
+  podAllocationPath,
   RESTORE_FINALIZER,
   TIER_VALUES,
   VERSION,

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import * as k8s from "@kubernetes/client-node";
+import { createEvent, type LeanClient } from "../k8s/lean/mod.ts";
 import { TokenBucket } from "./rate_limit.ts";
 
 /** What an event is about. */
@@ -24,7 +24,7 @@ export interface EventTarget {
 
 /** Records Events, dropping repeats and floods. */
 export class EventRecorder {
-  readonly #core: k8s.CoreV1Api;
+  readonly #client: LeanClient;
   readonly #component: string;
   readonly #instance: string;
   readonly #now: () => number;
@@ -35,12 +35,12 @@ export class EventRecorder {
 
   /** Creates a recorder for `component` (instance: this replica's name). */
   constructor(
-    core: k8s.CoreV1Api,
+    client: LeanClient,
     component: string,
     instance: string,
     now: () => number = Date.now,
   ) {
-    this.#core = core;
+    this.#client = client;
     this.#component = component;
     this.#instance = instance;
     this.#now = now;
@@ -61,28 +61,25 @@ export class EventRecorder {
     if (this.#recent.size > 10_000) {
       for (const [k, at] of this.#recent) if (now - at >= 60_000) this.#recent.delete(k);
     }
-    const stamp = new Date(now);
-    this.#core.createNamespacedEvent({
-      namespace: target.namespace,
-      body: {
-        metadata: { generateName: `${target.name}.`, namespace: target.namespace },
-        involvedObject: {
-          apiVersion: target.apiVersion,
-          kind: target.kind,
-          name: target.name,
-          namespace: target.namespace,
-          uid: target.uid,
-        },
-        type,
-        reason,
-        message: message.slice(0, 1024),
-        source: { component: this.#component },
-        reportingComponent: this.#component,
-        reportingInstance: this.#instance,
-        firstTimestamp: stamp,
-        lastTimestamp: stamp,
-        count: 1,
+    const stamp = new Date(now); // sent as RFC 3339 text (Date's JSON form)
+    createEvent(this.#client, target.namespace, {
+      metadata: { generateName: `${target.name}.`, namespace: target.namespace },
+      involvedObject: {
+        apiVersion: target.apiVersion,
+        kind: target.kind,
+        name: target.name,
+        namespace: target.namespace,
+        uid: target.uid,
       },
+      type,
+      reason,
+      message: message.slice(0, 1024),
+      source: { component: this.#component },
+      reportingComponent: this.#component,
+      reportingInstance: this.#instance,
+      firstTimestamp: stamp,
+      lastTimestamp: stamp,
+      count: 1,
     }).then(() => this.counts.sent++, () => this.counts.failed++);
   }
 }

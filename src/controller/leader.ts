@@ -13,15 +13,35 @@
  *
  * @module
  */
-import * as k8s from "@kubernetes/client-node";
-import { makeApiClient, MERGE_PATCH, microTime, statusCode } from "../k8s/mod.ts";
+import type * as k8s from "@kubernetes/client-node";
+import { LeanClient, type LeanConfig, microTime, statusCode } from "../k8s/lean/mod.ts";
 import type { ProgressTracker } from "../serve/mod.ts";
 
-/** The Lease calls the elector makes (a `CoordinationV1Api`; injectable for tests). */
-export type LeaseApi = Pick<
-  k8s.CoordinationV1Api,
-  "readNamespacedLease" | "createNamespacedLease" | "patchNamespacedLease"
->;
+/** The Lease calls the elector makes (over the lean client; injectable for tests). */
+export interface LeaseApi {
+  /** GETs the Lease. */
+  readNamespacedLease(param: { name: string; namespace: string }): Promise<k8s.V1Lease>;
+  /** Creates the Lease. */
+  createNamespacedLease(param: { namespace: string; body: k8s.V1Lease }): Promise<k8s.V1Lease>;
+  /** Merge-patches the Lease (a resourceVersion in the patch makes it conditional). */
+  patchNamespacedLease(
+    param: { name: string; namespace: string; body: unknown },
+  ): Promise<k8s.V1Lease>;
+}
+
+/** {@link LeaseApi} over the lean client. */
+function leanLeaseApi(client: LeanClient): LeaseApi {
+  const path = (namespace: string, name?: string) =>
+    `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases${
+      name === undefined ? "" : `/${encodeURIComponent(name)}`
+    }`;
+  return {
+    readNamespacedLease: ({ name, namespace }) => client.get(path(namespace, name)),
+    createNamespacedLease: ({ namespace, body }) => client.create(path(namespace), body),
+    patchNamespacedLease: ({ name, namespace, body }) =>
+      client.mergePatch(path(namespace, name), body),
+  };
+}
 
 /** The progress loop the elector beats after every decided round (see {@link LeaderElectionOptions.progress}). */
 export const LEADER_ELECTION_LOOP = "leader-election";
@@ -88,6 +108,8 @@ function bounded<T>(promise: Promise<T>, ms: number): Promise<T | typeof TIMED_O
 /** Elects one leader among replicas sharing a Lease. */
 export class LeaderElector {
   readonly #api: LeaseApi;
+  /** The elector's own client (none with an injected API); closed by {@link LeaderElector.stop}. */
+  readonly #client: LeanClient | null;
   readonly #o: Required<Omit<LeaderElectionOptions, "api" | "progress">>;
   readonly #progress: ProgressTracker | undefined;
   #observed: { holder: string; renewTime: string; at: number } | null = null;
@@ -109,7 +131,7 @@ export class LeaderElector {
    *
    * @throws {RangeError} when the timings break {@link leaderTimingProblem}'s rules.
    */
-  constructor(kc: k8s.KubeConfig, options: LeaderElectionOptions) {
+  constructor(connection: LeanConfig | null, options: LeaderElectionOptions) {
     const leaseDurationMs = options.leaseDurationMs ?? 10_000;
     this.#o = {
       namespace: options.namespace,
@@ -125,9 +147,15 @@ export class LeaderElector {
     if (problem !== null) throw new RangeError(`leader election: ${problem}`);
     this.#progress = options.progress;
     // Each request may take at most what is left of its round (never more than the renew deadline).
-    this.#api = options.api ?? makeApiClient(kc, k8s.CoordinationV1Api, {
-      timeoutMs: () => Math.min(this.#o.renewDeadlineMs, this.#roundDeadline - performance.now()),
-    });
+    if (options.api === undefined && connection === null) {
+      throw new TypeError("leader election: a connection or a Lease API is needed");
+    }
+    this.#client = options.api === undefined
+      ? new LeanClient(connection!, {
+        timeoutMs: () => Math.min(this.#o.renewDeadlineMs, this.#roundDeadline - performance.now()),
+      })
+      : null;
+    this.#api = options.api ?? leanLeaseApi(this.#client!);
   }
 
   /** Whether this replica leads now: it holds the Lease and renewed it within the renew deadline. */
@@ -186,6 +214,7 @@ export class LeaderElector {
         // best effort: the Lease expires anyway
       }
     }
+    this.#client?.close();
   }
 
   async #release(): Promise<void> {
@@ -203,7 +232,6 @@ export class LeaderElector {
             spec: { holderIdentity: null, leaseDurationSeconds: 1 },
           },
         },
-        MERGE_PATCH,
       );
     }
   }
@@ -243,8 +271,8 @@ export class LeaderElector {
         namespace,
         body: {
           metadata: { name, namespace },
-          // Times are set by the first renewal (a merge patch): client-node writes Dates
-          // with millisecond precision, which the API rejects for MicroTime fields.
+          // Times are set by the first renewal (a merge patch, as MicroTime text): a Date
+          // has millisecond precision, which the API rejects for MicroTime fields.
           spec: {
             holderIdentity: identity,
             leaseDurationSeconds: Math.ceil(leaseDurationMs / 1000),
@@ -284,7 +312,7 @@ export class LeaderElector {
       },
     };
     try {
-      await this.#api.patchNamespacedLease({ name, namespace, body: patch }, MERGE_PATCH);
+      await this.#api.patchNamespacedLease({ name, namespace, body: patch });
     } catch (error) {
       if (statusCode(error) === 409) {
         if (live() && this.#leading) this.#setLeading(false); // lost a race: someone else wrote the Lease

@@ -6,14 +6,13 @@
  *
  * @module
  */
-import * as k8s from "@kubernetes/client-node";
 import {
   DEFAULT_REQUEST_TIMEOUT_MS,
   KubeConfigError,
-  loadKubeConfig,
-  makeApiClient,
-} from "../k8s/mod.ts";
-import { leanConfigFromKubeConfig } from "../k8s/lean/mod.ts";
+  LeanClient,
+  type LeanConfig,
+  loadLeanConfig,
+} from "../k8s/lean/mod.ts";
 import { configureLogging, logger, logSink } from "../log/mod.ts";
 import { Registry } from "../metrics/mod.ts";
 import { ProgressTracker, serveProbes, stopSignal } from "../serve/mod.ts";
@@ -49,12 +48,11 @@ export function controllerProgressBounds(
 export async function runController(config: ControllerConfig): Promise<number> {
   await configureLogging(config.logLevel);
   const log = logger("controller");
-  let kc: k8s.KubeConfig;
+  let connection: LeanConfig;
   try {
-    kc = loadKubeConfig({ kubeconfig: config.kubeconfig, context: config.context });
-    // The informers list and watch through the lean client: a kubeconfig it
-    // cannot use (an exec plugin, an auth provider) fails here, with exit 2.
-    leanConfigFromKubeConfig(kc);
+    // The lean client (src/k8s/lean/), not client-node: a kubeconfig it cannot
+    // use (an exec plugin, an auth provider) fails here, with exit 2.
+    connection = await loadLeanConfig({ kubeconfig: config.kubeconfig, context: config.context });
   } catch (error) {
     if (error instanceof KubeConfigError) {
       console.error(`mbcas-controller: ${error.message}`);
@@ -68,7 +66,8 @@ export async function runController(config: ControllerConfig): Promise<number> {
   progress.exportMetrics(registry, "mbcas_controller");
   const bounds = controllerProgressBounds(config);
   let elector: LeaderElector | null = null;
-  const controller = new ResizeController(kc, {
+  const eventClient = new LeanClient(connection);
+  const controller = new ResizeController(connection, {
     policy: config.policy,
     dryRun: config.dryRun,
     rateLimit: config.rateLimit,
@@ -84,11 +83,7 @@ export async function runController(config: ControllerConfig): Promise<number> {
         : Math.min(DEFAULT_REQUEST_TIMEOUT_MS, elector.writeBudgetMs()),
     staleAfterIntervals: config.staleAfterIntervals,
     heartbeatNamespace: config.namespace,
-    events: new EventRecorder(
-      makeApiClient(kc, k8s.CoreV1Api),
-      "mbcas-controller",
-      config.identity,
-    ),
+    events: new EventRecorder(eventClient, "mbcas-controller", config.identity),
     metrics: registry,
     log: logSink(log),
   });
@@ -113,7 +108,7 @@ export async function runController(config: ControllerConfig): Promise<number> {
   progress.register(CONTROLLER_LOOPS.informers, bounds[CONTROLLER_LOOPS.informers]);
   controller.metrics.leader.set(0);
   if (config.leaderElect) {
-    elector = new LeaderElector(kc, {
+    elector = new LeaderElector(connection, {
       namespace: config.namespace,
       name: "mbcas-controller",
       identity: config.identity,
@@ -141,6 +136,7 @@ export async function runController(config: ControllerConfig): Promise<number> {
   stopWatchdog();
   await elector?.stop();
   await controller.stop();
+  eventClient.close();
   await server.shutdown();
   return 0;
 }

@@ -6,12 +6,13 @@
  *
  * @module
  */
-import * as k8s from "@kubernetes/client-node";
+import type * as k8s from "@kubernetes/client-node";
 import {
   formatMillicores,
   GROUP,
   PLURAL,
   type PodAllocation,
+  podAllocationPath,
   RESTORE_FINALIZER,
   validatePodAllocation,
   VERSION,
@@ -19,17 +20,18 @@ import {
 import {
   errorMessage,
   Informer,
-  makeApiClient,
-  MERGE_PATCH,
-  patchPodResize,
+  LeanClient,
+  type LeanConfig,
+  leanSource,
+  resizePod,
   statusCode,
   withoutManagedFields,
-} from "../k8s/mod.ts";
-import { LeanClient, leanConfigFromKubeConfig, leanSource } from "../k8s/lean/mod.ts";
+} from "../k8s/lean/mod.ts";
 import {
   baselineFromStatus,
   desiredAllocation,
   freshnessSpec,
+  lastKnownStatus,
   memoryFromStatus,
   podState,
   resizePendingReason,
@@ -39,6 +41,7 @@ import {
   staleness,
   statusChanged,
   statusFor,
+  type WrittenStatus,
 } from "./observe.ts";
 import {
   cacheBehind,
@@ -217,9 +220,8 @@ export class ResizeController {
     apiErrors: 0,
     reasons: {},
   };
-  readonly #core: k8s.CoreV1Api;
-  readonly #custom: k8s.CustomObjectsApi;
-  readonly #lean: LeanClient;
+  readonly #reads: LeanClient;
+  readonly #writes: LeanClient;
   readonly #options: ControllerOptions;
   readonly #now: () => number;
   readonly #log: NonNullable<ControllerOptions["log"]>;
@@ -231,6 +233,14 @@ export class ResizeController {
   /** Per node: the agent heartbeat's renewTime last seen, and when (this replica's clock) it changed. */
   readonly #beats = new Map<string, { renewTime: string; seenAtMs: number }>();
   readonly #memory = new Map<string, PodMemory>();
+  /**
+   * The status this replica last wrote, by `namespace/name`, with the
+   * resourceVersion the cache showed when it wrote it: while the cache still
+   * shows that version, the write is not in it yet, and the next reconcile
+   * compares with what was written (no second write of the same status).
+   * Dropped as soon as the cache moves on (so it holds only writes in flight).
+   */
+  readonly #written = new Map<string, WrittenStatus>();
   /**
    * The resizes of the last minute of pods whose PodAllocation went away (opt-out,
    * a pod that stopped being managed), by `namespace/name`: a PodAllocation
@@ -249,14 +259,15 @@ export class ResizeController {
   readonly #metrics: ControllerMetrics;
 
   /** Creates the controller; call {@link ResizeController.start}. */
-  constructor(kc: k8s.KubeConfig, options: ControllerOptions) {
+  constructor(connection: LeanConfig, options: ControllerOptions) {
     this.#options = options;
     this.#now = options.now ?? Date.now;
     this.#log = options.log ?? (() => {});
     // Writes are fenced by their own timeout; the informers read with the default one.
-    const writes = options.writeTimeoutMs ? { timeoutMs: options.writeTimeoutMs } : {};
-    this.#core = makeApiClient(kc, k8s.CoreV1Api, writes);
-    this.#custom = makeApiClient(kc, k8s.CustomObjectsApi, writes);
+    this.#writes = new LeanClient(
+      connection,
+      options.writeTimeoutMs ? { timeoutMs: options.writeTimeoutMs } : {},
+    );
     this.#limiter = new ResizeRateLimiter(
       options.rateLimit.global,
       options.rateLimit.perNode,
@@ -278,8 +289,8 @@ export class ResizeController {
     // page bounded by the request timeout, and pods, nodes and namespaces are
     // cached only with the fields the controller reads (a cluster's pods in
     // full would be hundreds of MB: managedFields, env, volumes, images).
-    const lean = new LeanClient(leanConfigFromKubeConfig(kc));
-    this.#lean = lean;
+    const lean = new LeanClient(connection);
+    this.#reads = lean;
     const source = <T>(
       path: string,
       transform: (item: unknown) => T,
@@ -327,7 +338,15 @@ export class ResizeController {
    */
   async start(): Promise<void> {
     this.#running = true;
-    this.#allocations.subscribe((e) => this.#enqueue(keyOf(e.object), e.type !== "resync"));
+    this.#allocations.subscribe((e) => {
+      const key = keyOf(e.object);
+      // The cache moved past a status write of ours: it holds the write (or something newer).
+      const written = this.#written.get(key);
+      if (written !== undefined && written.basedOn !== e.object.metadata?.resourceVersion) {
+        this.#written.delete(key);
+      }
+      this.#enqueue(key, e.type !== "resync");
+    });
     // A pod matters only with a PodAllocation of the same key; any other pod's
     // event costs the cache update alone. (A PodAllocation created later is
     // queued by its own event.)
@@ -375,7 +394,8 @@ export class ResizeController {
     this.#timers.clear();
     await Promise.all(this.#informers.map((i) => i.stop()));
     await Promise.all(this.#workers);
-    this.#lean.close();
+    this.#reads.close();
+    this.#writes.close();
   }
 
   /**
@@ -385,6 +405,7 @@ export class ResizeController {
    */
   forgetMemory(): void {
     this.#memory.clear();
+    this.#written.clear();
   }
 
   /** A new memory with the resizes of the pod's earlier PodAllocation, if it went away within the budget's window. */
@@ -562,6 +583,7 @@ export class ResizeController {
     if (raw === undefined) {
       const gone = this.#memory.get(key);
       this.#memory.delete(key);
+      this.#written.delete(key);
       if ((gone?.recentResizesAtMs ?? []).length > 0) {
         this.#departed.set(key, {
           lastResizeAtMs: gone!.lastResizeAtMs,
@@ -727,7 +749,7 @@ export class ResizeController {
         }
         if (!this.#mayWrite()) return;
         try {
-          const patched = await patchPodResize(this.#core, namespace, name, patch);
+          const patched = await resizePod(this.#writes, namespace, name, patch);
           this.stats.resizes.accepted++;
           this.#metrics.resizes.inc({ result: "accepted" });
           if (queuedAt !== undefined) {
@@ -843,16 +865,9 @@ export class ResizeController {
 
   /** Sets a PodAllocation's finalizers, at the resourceVersion they were read at. */
   async #patchFinalizers(raw: PlainPodAllocation, finalizers: string[]): Promise<void> {
-    await this.#custom.patchNamespacedCustomObject(
-      {
-        group: GROUP,
-        version: VERSION,
-        namespace: raw.metadata!.namespace!,
-        plural: PLURAL,
-        name: raw.metadata!.name!,
-        body: { metadata: { resourceVersion: raw.metadata?.resourceVersion, finalizers } },
-      },
-      MERGE_PATCH,
+    await this.#writes.mergePatch(
+      podAllocationPath(raw.metadata!.namespace!, raw.metadata!.name!),
+      { metadata: { resourceVersion: raw.metadata?.resourceVersion, finalizers } },
     );
   }
 
@@ -866,14 +881,16 @@ export class ResizeController {
     now: number,
     resizedAt: Date | null,
   ): Promise<void> {
-    const status = statusFor(decision, pod, generation, previous, new Date(now), resizedAt);
-    if (!statusChanged(previous, status)) return;
+    const key = `${namespace}/${name}`;
+    const basedOn = this.#allocations.get(key)?.metadata?.resourceVersion;
+    const last = lastKnownStatus(this.#written.get(key), basedOn, previous);
+    if (last === previous) this.#written.delete(key);
+    const status = statusFor(decision, pod, generation, last, new Date(now), resizedAt);
+    if (!statusChanged(last, status)) return;
     try {
-      await this.#custom.patchNamespacedCustomObjectStatus(
-        { group: GROUP, version: VERSION, namespace, plural: PLURAL, name, body: { status } },
-        MERGE_PATCH,
-      );
+      await this.#writes.mergePatch(`${podAllocationPath(namespace, name)}/status`, { status });
       this.stats.statusWrites++;
+      this.#written.set(key, { basedOn, status });
     } catch (error) {
       if (statusCode(error) === 404) return; // deleted meanwhile
       throw error;

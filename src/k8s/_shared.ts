@@ -146,3 +146,30 @@ export function withoutManagedFields<T>(object: unknown): T {
 export function microTime(date: Date): string {
   return date.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
 }
+
+/** New CPU values for one container; absent fields are left as they are. */
+export interface ContainerResize {
+  /** Container name. */
+  name: string;
+  /** New CPU limit (quantity). */
+  cpuLimit?: string;
+  /** New CPU request (quantity). */
+  cpuRequest?: string;
+}
+
+/** The strategic-merge patch body for `pods/resize`: containers merge by name. */
+export function resizePatch(containers: readonly ContainerResize[]): Record<string, unknown> {
+  return {
+    spec: {
+      containers: containers.map((c) => {
+        const resources: Record<string, Record<string, string>> = {};
+        if (c.cpuLimit !== undefined) resources.limits = { cpu: c.cpuLimit };
+        if (c.cpuRequest !== undefined) resources.requests = { cpu: c.cpuRequest };
+        return { name: c.name, resources };
+      }),
+    },
+  };
+}
+
+/** The content type of a strategic-merge patch (what `pods/resize` takes for containers merged by name). */
+export const STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json";

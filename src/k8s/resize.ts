@@ -7,30 +7,10 @@
 import * as k8s from "@kubernetes/client-node";
 import { API_VERSION, GROUP, PLURAL, type PodAllocationStatus, VERSION } from "../api/mod.ts";
 import { retryOnConflict } from "./retry.ts";
+import { type ContainerResize, resizePatch } from "./_shared.ts";
 
-/** New CPU values for one container; absent fields are left as they are. */
-export interface ContainerResize {
-  /** Container name. */
-  name: string;
-  /** New CPU limit (quantity). */
-  cpuLimit?: string;
-  /** New CPU request (quantity). */
-  cpuRequest?: string;
-}
-
-/** The strategic-merge patch body for `pods/resize`: containers merge by name. */
-export function resizePatch(containers: readonly ContainerResize[]): Record<string, unknown> {
-  return {
-    spec: {
-      containers: containers.map((c) => {
-        const resources: Record<string, Record<string, string>> = {};
-        if (c.cpuLimit !== undefined) resources.limits = { cpu: c.cpuLimit };
-        if (c.cpuRequest !== undefined) resources.requests = { cpu: c.cpuRequest };
-        return { name: c.name, resources };
-      }),
-    },
-  };
-}
+export { resizePatch };
+export type { ContainerResize };
 
 /**
  * Resizes a pod's containers in place with one strategic-merge patch to the

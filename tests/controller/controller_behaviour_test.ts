@@ -14,6 +14,7 @@ import {
   ResizeController,
 } from "../../src/controller/mod.ts";
 import { EventRecorder } from "../../src/controller/events.ts";
+import { LeanClient, leanConfigFromKubeConfig } from "../../src/k8s/lean/mod.ts";
 import { startCluster } from "../_support/cluster.ts";
 import { requireOrSkip, testbedMissing } from "../_support/requirements.ts";
 import { burstablePod, eventually, kubeConfig } from "../k8s/_helpers.ts";
@@ -52,6 +53,7 @@ requireOrSkip(
     });
     const { testbed, admin, core, custom, simulator } = cluster;
     let controller: ResizeController | undefined;
+    let eventClient: LeanClient | undefined;
     const paStatus = async (name: string) =>
       (await custom.getNamespacedCustomObject({
         group: GROUP,
@@ -83,7 +85,8 @@ requireOrSkip(
       });
     try {
       const controllerKc = kubeConfig(testbed.identities.controller.kubeconfig);
-      controller = new ResizeController(controllerKc, {
+      eventClient = new LeanClient(leanConfigFromKubeConfig(controllerKc));
+      controller = new ResizeController(leanConfigFromKubeConfig(controllerKc), {
         // Steps 2 s apart: more than the default resize budget of a minute allows.
         policy: {
           ...DEFAULT_POLICY,
@@ -94,11 +97,7 @@ requireOrSkip(
         },
         dryRun: false,
         rateLimit: { global: { perSecond: 10, burst: 5 }, perNode: { perSecond: 100, burst: 100 } },
-        events: new EventRecorder(
-          controllerKc.makeApiClient(k8s.CoreV1Api),
-          "mbcas-controller",
-          "test",
-        ),
+        events: new EventRecorder(eventClient, "mbcas-controller", "test"),
         resyncMs: 1000,
       });
       await controller.start();
@@ -347,6 +346,7 @@ requireOrSkip(
       );
     } finally {
       await controller?.stop();
+      eventClient?.close();
       await cluster.stop();
     }
   },

@@ -356,7 +356,7 @@ requireOrSkip(
 );
 
 requireOrSkip(
-  "controller process: a kubeconfig whose user runs an exec plugin (which the informers' lean client cannot use) stops it with exit 2 naming the user",
+  "controller process: a kubeconfig whose user runs an exec plugin (which its lean API client cannot use) stops it with exit 2 naming the file and the user",
   null,
   async () => {
     const dir = await Deno.makeTempDir({ prefix: "mbcas-exec-kubeconfig-" });
@@ -385,7 +385,7 @@ requireOrSkip(
       assert.equal(out.code, 2, stderr);
       assert.match(
         stderr,
-        /mbcas-controller: user "cloud-user" authenticates with an exec plugin or an auth provider, which the lean API client does not support/,
+        /mbcas-controller: kubeconfig .*\/config: user "cloud-user" authenticates with exec, which the lean API client does not support; use a token, a token file or a client certificate/,
       );
     } finally {
       await Deno.remove(dir, { recursive: true });

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import { API_VERSION, GROUP, KIND, PLURAL, VERSION } from "../../src/api/mod.ts";
 import { DEFAULT_POLICY, MANAGED_LABEL, ResizeController } from "../../src/controller/mod.ts";
 import { MERGE_PATCH } from "../../src/k8s/mod.ts";
+import { leanConfigFromKubeConfig } from "../../src/k8s/lean/mod.ts";
 import { Registry } from "../../src/metrics/mod.ts";
 import { startCluster } from "../_support/cluster.ts";
 import { requireOrSkip, testbedMissing } from "../_support/requirements.ts";
@@ -96,18 +97,24 @@ requireOrSkip(
     const registry = new Registry();
     try {
       // The controller runs with its own least-privilege identity.
-      controller = new ResizeController(kubeConfig(testbed.identities.controller.kubeconfig), {
-        policy: {
-          ...DEFAULT_POLICY,
-          protectedMinDecreaseFraction: 0, // small decreases too: clamps and guards are the subject
-          // A decrease (the clamped limit below) may wait a cooldown after the pod is first seen.
-          cooldownMs: 2000,
-          infeasibleBackoffMs: { initial: INFEASIBLE_BACKOFF_MS, max: 8 * INFEASIBLE_BACKOFF_MS },
+      controller = new ResizeController(
+        leanConfigFromKubeConfig(kubeConfig(testbed.identities.controller.kubeconfig)),
+        {
+          policy: {
+            ...DEFAULT_POLICY,
+            protectedMinDecreaseFraction: 0, // small decreases too: clamps and guards are the subject
+            // A decrease (the clamped limit below) may wait a cooldown after the pod is first seen.
+            cooldownMs: 2000,
+            infeasibleBackoffMs: { initial: INFEASIBLE_BACKOFF_MS, max: 8 * INFEASIBLE_BACKOFF_MS },
+          },
+          dryRun: false,
+          rateLimit: {
+            global: { perSecond: 50, burst: 50 },
+            perNode: { perSecond: 20, burst: 20 },
+          },
+          metrics: registry,
         },
-        dryRun: false,
-        rateLimit: { global: { perSecond: 50, burst: 50 }, perNode: { perSecond: 20, burst: 20 } },
-        metrics: registry,
-      });
+      );
       await controller.start();
 
       await t.step(

@@ -86,8 +86,6 @@ class FakeLeaseApi implements LeaseApi {
   }
 }
 
-const kc = new k8s.KubeConfig(); // unused: the API is injected
-
 Deno.test("leader: timings follow client-go's rules", () => {
   assert.equal(
     leaderTimingProblem({ leaseDurationMs: 10_000, renewDeadlineMs: 6_666, retryPeriodMs: 2_000 }),
@@ -107,7 +105,7 @@ Deno.test("leader: timings follow client-go's rules", () => {
   );
   assert.throws(
     () =>
-      new LeaderElector(kc, {
+      new LeaderElector(null, {
         namespace: "ns",
         name: "l",
         identity: "a",
@@ -123,7 +121,7 @@ Deno.test("leader: acquires the Lease; the write budget is the lease time left l
   const clock = { now: 1_000 };
   const progress = new ProgressTracker({ now: () => clock.now });
   const changes: boolean[] = [];
-  const elector = new LeaderElector(kc, {
+  const elector = new LeaderElector(null, {
     namespace: "ns",
     name: "l",
     identity: "a",
@@ -160,7 +158,7 @@ Deno.test("leader: a request that never answers does not stop the elector compet
   const api = new FakeLeaseApi();
   api.hang = true;
   const logs: string[] = [];
-  const elector = new LeaderElector(kc, {
+  const elector = new LeaderElector(null, {
     namespace: "ns",
     name: "l",
     identity: "a",
@@ -188,7 +186,7 @@ Deno.test("leader: a request that never answers does not stop the elector compet
 Deno.test("leader: a leader whose renewals hang stops leading, and a late answer changes nothing", async () => {
   const api = new FakeLeaseApi();
   const changes: boolean[] = [];
-  const elector = new LeaderElector(kc, {
+  const elector = new LeaderElector(null, {
     namespace: "ns",
     name: "l",
     identity: "a",
@@ -219,7 +217,7 @@ Deno.test("leader: a leader whose renewals hang stops leading, and a late answer
 
 Deno.test("leader: stop releases the Lease, and is bounded when the API hangs", async () => {
   const api = new FakeLeaseApi();
-  const elector = new LeaderElector(kc, {
+  const elector = new LeaderElector(null, {
     namespace: "ns",
     name: "l",
     identity: "a",
@@ -234,7 +232,7 @@ Deno.test("leader: stop releases the Lease, and is bounded when the API hangs", 
   assert.equal(api.lease?.spec?.holderIdentity, null);
 
   const hung = new FakeLeaseApi();
-  const second = new LeaderElector(kc, {
+  const second = new LeaderElector(null, {
     namespace: "ns",
     name: "l",
     identity: "a",

@@ -17,6 +17,7 @@ import {
   ResizeController,
 } from "../../src/controller/mod.ts";
 import { EventRecorder } from "../../src/controller/events.ts";
+import { LeanClient, leanConfigFromKubeConfig } from "../../src/k8s/lean/mod.ts";
 import {
   HEARTBEAT_LABELS,
   heartbeatLeaseName,
@@ -69,6 +70,7 @@ requireOrSkip(
     const { testbed, core, custom } = cluster;
     let writable = true;
     let controller: ResizeController | undefined;
+    let eventClient: LeanClient | undefined;
     const pa = async (name: string) =>
       await custom.getNamespacedCustomObject({
         group: GROUP,
@@ -136,7 +138,8 @@ requireOrSkip(
     };
     try {
       const controllerKc = kubeConfig(testbed.identities.controller.kubeconfig);
-      controller = new ResizeController(controllerKc, {
+      eventClient = new LeanClient(leanConfigFromKubeConfig(controllerKc));
+      controller = new ResizeController(leanConfigFromKubeConfig(controllerKc), {
         // Small decreases too: clamps and guards are the subject.
         policy: {
           ...DEFAULT_POLICY,
@@ -149,11 +152,7 @@ requireOrSkip(
           global: { perSecond: 100, burst: 100 },
           perNode: { perSecond: 100, burst: 100 },
         },
-        events: new EventRecorder(
-          controllerKc.makeApiClient(k8s.CoreV1Api),
-          "mbcas-controller",
-          "test",
-        ),
+        events: new EventRecorder(eventClient, "mbcas-controller", "test"),
         resyncMs: 1000,
         canWrite: () => writable,
         staleAfterIntervals: 12,
@@ -440,6 +439,7 @@ requireOrSkip(
       });
     } finally {
       await controller?.stop();
+      eventClient?.close();
       await cluster.stop();
     }
   },

@@ -1,11 +1,11 @@
 /**
- * The lean Kubernetes layer of the in-cluster agent: a small API client on
+ * The lean Kubernetes layer of the in-cluster binaries: a small API client on
  * Deno's `fetch` ({@link LeanClient}), where to connect ({@link loadLeanConfig}),
  * and an informer source over it ({@link leanSource}) for the shared
  * {@link Informer}. Nothing here loads `@kubernetes/client-node` at run time
  * (its types only), which is most of a Deno process's memory once loaded:
- * the agent, one per node, uses this layer; the controller and the CLIs keep
- * client-node (src/k8s/mod.ts).
+ * the agent and the controller use this layer; the CLIs, scripts and tests
+ * keep client-node (src/k8s/mod.ts) for its kubeconfig handling.
  *
  * @example Lists and watches the pods of one node
  * ```ts ignore
@@ -33,11 +33,12 @@ export {
   KubeConfigError,
   microTime,
   RequestTimeoutError,
+  resizePatch,
   SERVICE_ACCOUNT_DIR,
   statusCode,
   withoutManagedFields,
 } from "../_shared.ts";
-export type { ConnectionOptions } from "../_shared.ts";
+export type { ConnectionOptions, ContainerResize } from "../_shared.ts";
 export { backoffDelay, Informer, objectKey } from "../informer.ts";
 export type {
   InformerEvent,
@@ -62,4 +63,5 @@ export type {
   WatchOptions,
 } from "./client.ts";
 export { leanSource } from "./source.ts";
+export { createEvent, resizePod } from "./writes.ts";
 export type { LeanSourceOptions } from "./source.ts";
