@@ -26,6 +26,20 @@ import { manifestV8Flags, taskRunFlags } from "../_support/task_flags.ts";
 const PODS = 110;
 const SECONDS = 60;
 const MAIN = new URL("../../src/agent/main.ts", import.meta.url).pathname;
+
+/** The bench namespace's PodAllocations: how many, and the sum of their generations (a new one counts 1). */
+async function specWrites(): Promise<{ count: number; generations: number }> {
+  const list = await admin.makeApiClient(k8s.CustomObjectsApi).listNamespacedCustomObject({
+    group: GROUP,
+    version: "v1alpha1",
+    namespace: "bench",
+    plural: PLURAL,
+  }) as { items: { metadata?: { generation?: number } }[] };
+  return {
+    count: list.items.length,
+    generations: list.items.reduce((sum, pa) => sum + (pa.metadata?.generation ?? 1), 0),
+  };
+}
 const log = (line: string) => console.error(`[bench] ${line}`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const CLOCK_TICKS = 100; // USER_HZ
@@ -139,6 +153,7 @@ try {
   }).spawn();
   log("agent started; warming up 15 s");
   await sleep(15_000);
+  const written0 = await specWrites();
   const cpu0 = cpuSeconds(agent.pid);
   const t0 = performance.now();
   let peak = { rss: 0, anon: 0, file: 0 };
@@ -149,12 +164,11 @@ try {
   }
   const cpu = cpuSeconds(agent.pid) - cpu0;
   const wall = (performance.now() - t0) / 1000;
-  const pas = (await admin.makeApiClient(k8s.CustomObjectsApi).listNamespacedCustomObject({
-    group: GROUP,
-    version: "v1alpha1",
-    namespace: "bench",
-    plural: PLURAL,
-  }) as { items: unknown[] }).items.length;
+  const written = await specWrites();
+  const pas = written.count;
+  // Each spec write the agent makes bumps a PodAllocation's generation (a new
+  // one starts at 1); no controller runs here, so nothing else writes them.
+  const writes = written.generations - written0.generations;
   console.log(
     `agent benchmark: ${PODS} pods × 2 containers on one node (cgroup v2 fixture tree), sampling every 1 s, market every 5 s, Deno ${Deno.version.deno}`,
   );
@@ -167,6 +181,13 @@ try {
     `  peak RSS: ${peak.rss.toFixed(0)} MB   (target: <= 64 MB): anonymous ${
       peak.anon.toFixed(0)
     } MB, file-backed ${peak.file.toFixed(0)} MB`,
+  );
+  console.log(
+    `  PodAllocation writes in the ${wall.toFixed(0)} s window (steady demand): ${writes} = ${
+      (writes / wall).toFixed(2)
+    }/s for the node (Σ generation at its end minus at its start), ${
+      written.count - written0.count
+    } of them creations`,
   );
   console.log(`  PodAllocations published: ${pas}; counter ticks: ${n}`);
 } finally {

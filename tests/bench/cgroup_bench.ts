@@ -1,8 +1,9 @@
 /**
  * `deno task bench:cgroup`: CPU cost of one discovery pass and one sampling
  * pass (every container read once) over 110 pods × 3 containers, on generated
- * v2 and v1 trees and, as root, on real kernel cgroups. Target: a sampling
- * pass ≤ 5 ms of CPU.
+ * v2 and v1 trees and, as root, on real kernel cgroups: every file each pass,
+ * and the agent's pass (`slowLimits`: the CFS quota every 30th pass, averaged
+ * over the passes). Target: the agent's sampling pass ≤ 5 ms of CPU.
  */
 import { cpuUsage } from "node:process";
 import { CgroupSampler, detectLayout, discover } from "../../src/cgroup/mod.ts";
@@ -20,6 +21,31 @@ interface Row {
   discoverMs: number;
   sampleMs: number;
   wallMs: number;
+  /** The agent's pass: the quota re-read every 30th sample (`slowLimits`), mean over the passes. */
+  agentSampleMs: number;
+}
+
+/** Mean CPU and wall time of a sampling pass over `paths`, after a warm-up. */
+function samplingPass(
+  layout: CgroupLayout,
+  paths: string[],
+  slowLimits: boolean,
+): { cpuMs: number; wallMs: number } {
+  const sampler = new CgroupSampler(layout, { slowLimits });
+  try {
+    for (let i = 0; i < 20; i++) for (const p of paths) sampler.read(p, i); // warm-up
+    const start = cpuMs();
+    const wall = performance.now();
+    for (let i = 0; i < PASSES; i++) {
+      for (const p of paths) {
+        const r = sampler.read(p, i);
+        if (r.status !== "ok") throw new Error(`${p}: ${JSON.stringify(r)}`);
+      }
+    }
+    return { cpuMs: (cpuMs() - start) / PASSES, wallMs: (performance.now() - wall) / PASSES };
+  } finally {
+    sampler.close();
+  }
 }
 
 function cpuMs(): number {
@@ -33,25 +59,18 @@ function measure(
   layout: CgroupLayout,
   paths = discover(layout).pods.flatMap((p) => p.containers.map((c) => c.relativePath)),
 ): Row {
-  const sampler = new CgroupSampler(layout);
-  for (let i = 0; i < 20; i++) for (const p of paths) sampler.read(p, i); // warm-up
-  let start = cpuMs();
+  const start = cpuMs();
   for (let i = 0; i < 20; i++) discover(layout);
   const discoverMs = (cpuMs() - start) / 20;
-  start = cpuMs();
-  const wall = performance.now();
-  for (let i = 0; i < PASSES; i++) {
-    for (const p of paths) {
-      const r = sampler.read(p, i);
-      if (r.status !== "ok") throw new Error(`${p}: ${JSON.stringify(r)}`);
-    }
-  }
+  const every = samplingPass(layout, paths, false);
+  const agent = samplingPass(layout, paths, true);
   return {
     tree,
     containers: paths.length,
     discoverMs,
-    sampleMs: (cpuMs() - start) / PASSES,
-    wallMs: (performance.now() - wall) / PASSES,
+    sampleMs: every.cpuMs,
+    wallMs: every.wallMs,
+    agentSampleMs: agent.cpuMs,
   };
 }
 
@@ -110,14 +129,14 @@ console.log(
   `cgroup module cost per pass, ${PODS} pods × ${CONTAINERS} containers, mean of ${PASSES} sampling passes (Deno ${Deno.version.deno})`,
 );
 console.log(
-  "tree                                containers  discovery CPU  sampling CPU  sampling wall  target",
+  "tree                                containers  discovery CPU  sampling CPU (every file)  sampling wall  the agent's pass CPU  target: agent's pass ≤ 5 ms",
 );
 for (const r of rows) {
   console.log(
     `${r.tree.padEnd(36)}${String(r.containers).padEnd(12)}${
       `${r.discoverMs.toFixed(2)} ms`.padEnd(15)
-    }${`${r.sampleMs.toFixed(2)} ms`.padEnd(14)}${
-      `${r.wallMs.toFixed(2)} ms`.padEnd(15)
-    }≤ 5 ms sampling CPU`,
+    }${`${r.sampleMs.toFixed(2)} ms`.padEnd(27)}${`${r.wallMs.toFixed(2)} ms`.padEnd(15)}${
+      `${r.agentSampleMs.toFixed(2)} ms`.padEnd(22)
+    }${r.agentSampleMs <= 5 ? "met" : "MISSED"}`,
   );
 }
