@@ -47,3 +47,40 @@ export async function runtimeGraph(
   }
   return { reached, typeOnly };
 }
+
+/** What {@link assertRuntimeFootprint} checks of an entry point's run-time graph. */
+export interface Footprint {
+  /** npm packages it must not reach at run time (e.g. `@kubernetes/client-node`). */
+  absent: string[];
+  /** Path suffixes of its own modules that must be in the graph (the check is live). */
+  own: string[];
+  /** Every npm package it does reach, sorted, without versions. */
+  loaded: string[];
+}
+
+/**
+ * Asserts what `main` loads at run time: none of `absent`, all of `own`, the
+ * npm packages `loaded` and no others, and client-node named for types only.
+ */
+export async function assertRuntimeFootprint(main: string, footprint: Footprint): Promise<void> {
+  const { reached, typeOnly } = await runtimeGraph(main);
+  const npm = [...reached].filter((s) => s.startsWith("npm:")).sort();
+  for (const heavy of footprint.absent) {
+    assert.deepEqual(
+      npm.filter((s) => s.startsWith(`npm:/${heavy}@`)),
+      [],
+      `${heavy} is reached at run time: ${npm.join(", ")}`,
+    );
+  }
+  for (const own of [...footprint.own, "/src/k8s/lean/client.ts"]) {
+    assert.ok([...reached].some((s) => s.endsWith(own)), `${own} is not in the graph`);
+  }
+  assert.ok(
+    [...typeOnly].some((s) => s.startsWith("npm:/@kubernetes/client-node@")),
+    "client-node is imported for types only",
+  );
+  assert.deepEqual(
+    npm.map((s) => s.replace(/@[^@/]+$/, "")),
+    footprint.loaded.map((p) => `npm:/${p}`),
+  );
+}
