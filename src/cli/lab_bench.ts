@@ -309,7 +309,8 @@ function columns(header: string[], lines: string[][]): string {
  * work done of each latency and bursty pod outside the batch role) and how
  * the limits moved (kernel resizes: total, most of one pod in any 60 s,
  * p95/max per pod and whole minute; spike to raised limit; latency load
- * step to elastic limits down).
+ * step to elastic limits down) and what the agent wrote (PodAllocation
+ * writes per minute for the node).
  */
 export function formatTable(rows: LabBenchRow[], scenario: Scenario): string {
   const donePods = workDonePods(scenario);
@@ -343,6 +344,7 @@ export function formatTable(rows: LabBenchRow[], scenario: Scenario): string {
       "resizes/pod-min p95/max",
       "spike→limit p50/p99 s (answered)",
       "step→elastic↓ p50 s (answered)",
+      "PodAllocation writes/min",
     ],
     rows.map((r) => [
       r.policy,
@@ -355,6 +357,7 @@ export function formatTable(rows: LabBenchRow[], scenario: Scenario): string {
         r.spikesAnswered[1]
       })`,
       `${fmt(r.elasticStepP50S ?? null)} (${(r.elasticStepsAnswered ?? [0, 0]).join("/")})`,
+      fmt(r.allocationWritesPerMinute ?? null),
     ]),
   );
   return `${outcomes}\n\n${control}`;

@@ -65,6 +65,33 @@ export interface LabBenchRow extends BenchRow {
   resizesPerPodMinuteP95: number;
   /** Most kernel resizes of one pod in one minute of {@link resizesPerPodMinute}; 0 without windows. */
   resizesPerPodMinuteMax: number;
+  /**
+   * The agent's PodAllocation writes (creates and updates) per minute for the
+   * node, from {@link LabRun.agentWrites}; null without them.
+   */
+  allocationWritesPerMinute?: number | null;
+}
+
+/**
+ * The agent's writes the API server took, by operation, from the text of its
+ * /metrics (`mbcas_agent_api_writes_total{operation=…,result="ok"}`); the
+ * operations it has not counted yet are 0.
+ */
+export function agentWritesFromMetrics(
+  text: string,
+): { creates: number; updates: number; heartbeats: number } {
+  const ok = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    const m = /^mbcas_agent_api_writes_total\{([^}]*)\} (\S+)$/.exec(line);
+    if (m === null || !/(^|,)result="ok"/.test(m[1])) continue;
+    const operation = /(^|,)operation="([^"]*)"/.exec(m[1])?.[2];
+    if (operation !== undefined) ok.set(operation, (ok.get(operation) ?? 0) + Number(m[2]));
+  }
+  return {
+    creates: ok.get("create") ?? 0,
+    updates: ok.get("update") ?? 0,
+    heartbeats: ok.get("heartbeat") ?? 0,
+  };
 }
 
 /** The kernel limit changes of one pod in one minute of a run. */
@@ -329,6 +356,9 @@ export function benchRow(run: LabRun, scenario: Scenario): LabBenchRow {
     elasticStepsYielding: steps.filter((s) => s.yielding).length,
     resizesPerPodMinuteP95: percentile(perMinute, 95) ?? 0,
     resizesPerPodMinuteMax: Math.max(0, ...perMinute),
+    allocationWritesPerMinute: run.agentWrites === undefined || run.agentWrites.seconds <= 0
+      ? null
+      : ((run.agentWrites.creates + run.agentWrites.updates) / run.agentWrites.seconds) * 60,
   };
 }
 

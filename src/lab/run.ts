@@ -40,7 +40,15 @@ import {
   startLocalCluster,
 } from "../cluster/mod.ts";
 import { type Scenario, workloadSeed } from "./scenario.ts";
-import type { LabLatencies, LabPolicy, LabPrice, LabRun, LabSample } from "./types.ts";
+import { agentWritesFromMetrics } from "./metrics.ts";
+import type {
+  LabAgentWrites,
+  LabLatencies,
+  LabPolicy,
+  LabPrice,
+  LabRun,
+  LabSample,
+} from "./types.ts";
 import {
   addSample,
   APPLY_EVERY_SECONDS,
@@ -201,6 +209,9 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
     cleanups.push(() => tails.forEach((tail) => tail.close()));
     const requests = new Map(scenario.pods.map((p) => [p.name, p.requestMillicores]));
     let durationSeconds = 0;
+    // The agent's write counters at the first and the latest reading of the run.
+    let firstWrites: WritesReading | null = null;
+    let lastWrites: WritesReading | null = null;
 
     for (let second = 0; second <= scenario.durationSeconds; second++) {
       const wait = epochMs + second * 1000 - Date.now();
@@ -256,6 +267,10 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
           }
         }
       }
+      if (agent !== null && second > 0) {
+        lastWrites = { t: second, writes: agent.writes };
+        firstWrites ??= lastWrites;
+      }
       const price = agent?.price ?? null;
       if (second > 0) {
         samples.push(...now);
@@ -293,6 +308,9 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
           toMillicores: r.toMillicores,
         }))
         .filter((r) => r.t >= 0 && r.t <= durationSeconds),
+      ...(firstWrites !== null && lastWrites !== null && lastWrites.t > firstWrites.t
+        ? { agentWrites: writesBetween(firstWrites, lastWrites) }
+        : {}),
     };
   } finally {
     log("tearing down");
@@ -543,14 +561,36 @@ async function readMarket(
   return out;
 }
 
+/** The agent's write counters as read at second `t` of a run. */
+interface WritesReading {
+  t: number;
+  writes: ReturnType<typeof agentWritesFromMetrics>;
+}
+
+/** The agent's writes between two readings of its counters. */
+function writesBetween(first: WritesReading, last: WritesReading): LabAgentWrites {
+  return {
+    seconds: last.t - first.t,
+    creates: last.writes.creates - first.writes.creates,
+    updates: last.writes.updates - first.writes.updates,
+    heartbeats: last.writes.heartbeats - first.writes.heartbeats,
+  };
+}
+
 /**
  * The agent's latest demand estimate per pod and the node's price, from its
  * /metrics (the agent updates them at every clearing; a PodAllocation's
- * evidence is only as fresh as its last publish).
+ * evidence is only as fresh as its last publish), and its write counters.
  */
 async function readAgentMetrics(
   url: string,
-): Promise<{ demand: Map<string, number>; price: number | null } | null> {
+): Promise<
+  {
+    demand: Map<string, number>;
+    price: number | null;
+    writes: ReturnType<typeof agentWritesFromMetrics>;
+  } | null
+> {
   try {
     const response = await fetch(url, { signal: AbortSignal.timeout(900) });
     const text = await response.text();
@@ -564,7 +604,7 @@ async function readAgentMetrics(
       const p = /^mbcas_agent_node_price (\S+)$/.exec(line);
       if (p !== null) price = Number.isFinite(Number(p[1])) ? Number(p[1]) : null;
     }
-    return { demand, price };
+    return { demand, price, writes: agentWritesFromMetrics(text) };
   } catch {
     return null; // not listening yet
   }

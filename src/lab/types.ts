@@ -112,4 +112,21 @@ export interface LabRun {
   latencies: LabLatencies[];
   /** Limit changes in the kernel. */
   resizes: LabResize[];
+  /**
+   * The agent's writes that the API server took while the run recorded
+   * (MBCAS runs; absent otherwise, and in runs recorded before it was).
+   */
+  agentWrites?: LabAgentWrites;
+}
+
+/** Writes of the node's agent over part of a run, from its `mbcas_agent_api_writes_total` (result ok). */
+export interface LabAgentWrites {
+  /** Seconds between the first and the last reading of the counters. */
+  seconds: number;
+  /** PodAllocations created. */
+  creates: number;
+  /** PodAllocations updated (merge patches of their spec). */
+  updates: number;
+  /** Heartbeat Lease renewals. */
+  heartbeats: number;
 }

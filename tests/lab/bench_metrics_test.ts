@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
+  agentWritesFromMetrics,
   benchRow,
   elasticStepResponses,
   jainIndex,
@@ -480,6 +481,7 @@ function verdictRows(): LabBenchRow[] {
       resizesPerPodMinuteP95: 2,
       resizesPerPodMinuteMax: 5,
       fairness: 0.96,
+      allocationWritesPerMinute: 12.5,
     }),
   ];
 }
@@ -546,7 +548,7 @@ Deno.test("checkTargets: n/a without a baseline or a figure; nothing without MBC
   assert.deepEqual(checkTargets(verdictRows().slice(0, 2), scenario), []);
 });
 
-Deno.test("formatTable: work done of the non-batch pods, step to elastic cut, resizes per pod-minute", () => {
+Deno.test("formatTable: work done of the non-batch pods, step to elastic cut, resizes per pod-minute, the agent's writes", () => {
   const scenario = buildScenario("mixed", 150, 2000);
   const table = formatTable(verdictRows(), scenario);
   const [outcomes, control] = table.split("\n\n").map((block) => block.split("\n"));
@@ -563,6 +565,7 @@ Deno.test("formatTable: work done of the non-batch pods, step to elastic cut, re
     "resizes/pod-min p95/max",
     "spike→limit p50/p99 s (answered)",
     "step→elastic↓ p50 s (answered)",
+    "PodAllocation writes/min",
   ]);
   assert.deepEqual(control[3].split(/\s{2,}/), [
     "mbcas",
@@ -571,7 +574,9 @@ Deno.test("formatTable: work done of the non-batch pods, step to elastic cut, re
     "2/5",
     "-/- (0/7)",
     "1.5 (3/4)",
+    "12.5",
   ]);
+  assert.equal(control[1].split(/\s{2,}/).at(-1), "-", "static limits: no agent, no figure");
   // Columns line up: each cell starts where its header does.
   const at = control[0].indexOf("step→elastic↓");
   assert.equal(control[3].indexOf("1.5 (3/4)"), at);
@@ -801,4 +806,32 @@ Deno.test("lab-bench --from: a results.json of two repetitions", async () => {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("agent writes: the agent's write counters read from /metrics, ok results only, by operation", () => {
+  const text = [
+    "# HELP mbcas_agent_api_writes_total PodAllocation writes by operation and result",
+    "# TYPE mbcas_agent_api_writes_total counter",
+    'mbcas_agent_api_writes_total{operation="create",result="ok"} 7',
+    'mbcas_agent_api_writes_total{operation="create",result="error"} 3',
+    'mbcas_agent_api_writes_total{result="ok",operation="update"} 42',
+    'mbcas_agent_api_writes_total{operation="heartbeat",result="ok"} 12',
+    'mbcas_agent_cpu_weight_writes_total{action="lower",result="ok"} 99',
+    "",
+  ].join("\n");
+  assert.deepEqual(agentWritesFromMetrics(text), { creates: 7, updates: 42, heartbeats: 12 });
+  // Before the agent has written anything, no series at all.
+  assert.deepEqual(agentWritesFromMetrics(""), { creates: 0, updates: 0, heartbeats: 0 });
+});
+
+Deno.test("agent writes: the bench row gives the agent's PodAllocation writes per minute, null without them", () => {
+  const scenario = buildScenario("mixed", 150, 2000);
+  const run = {
+    ...mixedRun([]),
+    agentWrites: { seconds: 120, creates: 5, updates: 35, heartbeats: 12 },
+  };
+  assert.equal(benchRow(run, scenario).allocationWritesPerMinute, 20, "(5 + 35) / 120 s × 60");
+  assert.equal(benchRow(mixedRun([]), scenario).allocationWritesPerMinute, null);
+  const instant = { ...run, agentWrites: { ...run.agentWrites, seconds: 0 } };
+  assert.equal(benchRow(instant, scenario).allocationWritesPerMinute, null);
 });
