@@ -84,9 +84,21 @@ for (const component of Object.keys(COMPONENTS) as Component[]) {
       `0.0.0.0:${metricsPort(component)}`,
     ]);
     assert.deepEqual(set.sys, ["hostname"]);
-    // client-node's `debug` dependency lists the whole environment when it
-    // loads, so a list of variables is refused (measured; see docs/security.md).
-    assert.equal(set.env, true);
+    // The environment: the options' variables (MBCAS_* by prefix), the
+    // in-cluster service address, and HOME for a kubeconfig's default path.
+    // Nothing else: neither binary loads client-node, whose `debug`
+    // dependency read the whole environment.
+    const optionEnv = Object.values(COMPONENTS[component].options).map((o) => o.env);
+    assert.deepEqual(
+      [...set.env as string[]].sort(),
+      [
+        "MBCAS_*",
+        ...optionEnv.filter((name) => !name.startsWith("MBCAS_")),
+        "KUBERNETES_SERVICE_HOST",
+        "KUBERNETES_SERVICE_PORT",
+        "HOME",
+      ].sort(),
+    );
     const local: PermissionSet = sets[`${component}-local`];
     for (const kind of ["write", "run", "ffi", "import"] as const) {
       // Run locally, the agent's cgroup root is wherever --cgroup-root says: it may write there.
