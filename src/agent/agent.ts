@@ -53,6 +53,7 @@ import {
   type LeanConfig,
   leanConfigFromKubeConfig,
   leanSource,
+  leasePath,
   microTime,
   statusCode,
   withoutManagedFields,
@@ -938,12 +939,11 @@ export class NodeAgent {
       renewTime: microTime(new Date(now)),
     };
     try {
-      const leases = `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`;
       try {
-        await this.#api.mergePatch(`${leases}/${name}`, { spec });
+        await this.#api.mergePatch(leasePath(namespace, name), { spec });
       } catch (error) {
         if (statusCode(error) !== 404) throw error;
-        await this.#api.create(leases, {
+        await this.#api.create(leasePath(namespace), {
           apiVersion: "coordination.k8s.io/v1",
           kind: "Lease",
           metadata: { name, namespace, labels: { ...HEARTBEAT_LABELS } },
@@ -952,7 +952,7 @@ export class NodeAgent {
             leaseDurationSeconds: spec.leaseDurationSeconds,
           },
         });
-        await this.#api.mergePatch(`${leases}/${name}`, { spec });
+        await this.#api.mergePatch(leasePath(namespace, name), { spec });
       }
       this.#heartbeatAt = now;
       this.#metrics.writes.inc({ operation: "heartbeat", result: "ok" });

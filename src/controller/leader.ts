@@ -14,7 +14,7 @@
  * @module
  */
 import type * as k8s from "@kubernetes/client-node";
-import { LeanClient, type LeanConfig, microTime, statusCode } from "../k8s/lean/mod.ts";
+import { LeanClient, type LeanConfig, leasePath, microTime, statusCode } from "../k8s/lean/mod.ts";
 import type { ProgressTracker } from "../serve/mod.ts";
 
 /** The Lease calls the elector makes (over the lean client; injectable for tests). */
@@ -31,15 +31,11 @@ export interface LeaseApi {
 
 /** {@link LeaseApi} over the lean client. */
 function leanLeaseApi(client: LeanClient): LeaseApi {
-  const path = (namespace: string, name?: string) =>
-    `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/leases${
-      name === undefined ? "" : `/${encodeURIComponent(name)}`
-    }`;
   return {
-    readNamespacedLease: ({ name, namespace }) => client.get(path(namespace, name)),
-    createNamespacedLease: ({ namespace, body }) => client.create(path(namespace), body),
+    readNamespacedLease: ({ name, namespace }) => client.get(leasePath(namespace, name)),
+    createNamespacedLease: ({ namespace, body }) => client.create(leasePath(namespace), body),
     patchNamespacedLease: ({ name, namespace, body }) =>
-      client.mergePatch(path(namespace, name), body),
+      client.mergePatch(leasePath(namespace, name), body),
   };
 }
 

@@ -23,6 +23,7 @@ import {
   LeanClient,
   type LeanConfig,
   leanSource,
+  leasePath,
   resizePod,
   statusCode,
   withoutManagedFields,
@@ -315,7 +316,7 @@ export class ResizeController {
     const heartbeatNamespace = options.heartbeatNamespace ?? "mbcas-system";
     this.#heartbeats = new Informer(
       source(
-        `/apis/coordination.k8s.io/v1/namespaces/${heartbeatNamespace}/leases`,
+        leasePath(heartbeatNamespace),
         withoutManagedFields<k8s.V1Lease>,
         { labelSelector: HEARTBEAT_LABEL_SELECTOR },
       ),

@@ -147,6 +147,14 @@ export function microTime(date: Date): string {
   return date.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
 }
 
+/** The URL path of a namespace's Leases (`coordination.k8s.io/v1`), or of one of them. */
+export function leasePath(namespace: string, name?: string): string {
+  const collection = `/apis/coordination.k8s.io/v1/namespaces/${
+    encodeURIComponent(namespace)
+  }/leases`;
+  return name === undefined ? collection : `${collection}/${encodeURIComponent(name)}`;
+}
+
 /** New CPU values for one container; absent fields are left as they are. */
 export interface ContainerResize {
   /** Container name. */

@@ -85,8 +85,9 @@ requireOrSkip(
       });
     try {
       const controllerKc = kubeConfig(testbed.identities.controller.kubeconfig);
-      eventClient = new LeanClient(leanConfigFromKubeConfig(controllerKc));
-      controller = new ResizeController(leanConfigFromKubeConfig(controllerKc), {
+      const connection = leanConfigFromKubeConfig(controllerKc);
+      eventClient = new LeanClient(connection);
+      controller = new ResizeController(connection, {
         // Steps 2 s apart: more than the default resize budget of a minute allows.
         policy: {
           ...DEFAULT_POLICY,

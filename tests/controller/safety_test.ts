@@ -138,8 +138,9 @@ requireOrSkip(
     };
     try {
       const controllerKc = kubeConfig(testbed.identities.controller.kubeconfig);
-      eventClient = new LeanClient(leanConfigFromKubeConfig(controllerKc));
-      controller = new ResizeController(leanConfigFromKubeConfig(controllerKc), {
+      const connection = leanConfigFromKubeConfig(controllerKc);
+      eventClient = new LeanClient(connection);
+      controller = new ResizeController(connection, {
         // Small decreases too: clamps and guards are the subject.
         policy: {
           ...DEFAULT_POLICY,

@@ -31,6 +31,7 @@ export {
   errorMessage,
   IN_CLUSTER_HOST,
   KubeConfigError,
+  leasePath,
   microTime,
   RequestTimeoutError,
   resizePatch,
