@@ -36,7 +36,7 @@ export function agentProgressBounds(
 
 /** Runs the agent until SIGINT/SIGTERM; returns the exit code. */
 export async function runAgent(config: AgentConfig): Promise<number> {
-  await configureLogging(config.logLevel);
+  configureLogging(config.logLevel);
   const log = logger("agent");
   let connection: LeanConfig;
   try {

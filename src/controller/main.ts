@@ -46,7 +46,7 @@ export function controllerProgressBounds(
 
 /** Runs the controller until SIGINT/SIGTERM; returns the exit code. */
 export async function runController(config: ControllerConfig): Promise<number> {
-  await configureLogging(config.logLevel);
+  configureLogging(config.logLevel);
   const log = logger("controller");
   let connection: LeanConfig;
   try {

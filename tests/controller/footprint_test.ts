@@ -15,7 +15,7 @@ Deno.test("controller footprint: src/controller/main.ts does not load client-nod
   await assertRuntimeFootprint(MAIN, {
     absent: ["@kubernetes/client-node"],
     own: ["/src/controller/reconciler.ts", "/src/controller/leader.ts"],
-    // Logging, YAML for a kubeconfig file, zod to validate every PodAllocation read.
-    loaded: ["@logtape/logtape", "js-yaml", "zod"],
+    // YAML for a kubeconfig file, zod to validate every PodAllocation read.
+    loaded: ["js-yaml", "zod"],
   });
 });
