@@ -8,11 +8,17 @@ import { getHeapStatistics } from "node:v8";
 
 type Labels = Record<string, string>;
 
+const NEEDS_ESCAPE = /[\\"\n]/;
+
+/** A label value as the exposition format quotes it. */
+function escapeLabelValue(value: string): string {
+  if (!NEEDS_ESCAPE.test(value)) return value; // the common case: one test, no copies
+  return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+}
+
 function labelKey(labels: Labels): string {
   const keys = Object.keys(labels).sort();
-  return keys.map((k) =>
-    `${k}="${String(labels[k]).replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`
-  ).join(",");
+  return keys.map((k) => `${k}="${escapeLabelValue(String(labels[k]))}"`).join(",");
 }
 
 interface Metric {
