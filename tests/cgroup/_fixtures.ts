@@ -3,6 +3,7 @@
  * lay out on real nodes, with realistic file contents for v1 and v2, and
  * helpers to advance counters, garble files and remove cgroups.
  */
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 
 /** The node layouts covered. */
@@ -262,6 +263,19 @@ export class CgroupFixture {
 
   #mkCgroup(path: string, quotaMicros: number | null, shares: number): void {
     for (const dir of this.#hierarchies()) Deno.mkdirSync(join(dir, path), { recursive: true });
+    // Like the kernel's, every cgroup on the way (kubepods, the QoS classes) has its files.
+    const parts = path.split("/").filter(Boolean);
+    for (let i = 1; i < parts.length; i++) {
+      const ancestor = parts.slice(0, i).join("/");
+      if (!existsSync(join(this.cpuDir, ancestor, "cgroup.procs"))) {
+        this.#writeCgroupFiles(ancestor, null, 1024);
+      }
+    }
+    this.#writeCgroupFiles(path, quotaMicros, shares);
+  }
+
+  /** The files of the cgroup at `path` (which exists in every hierarchy), counters at zero. */
+  #writeCgroupFiles(path: string, quotaMicros: number | null, shares: number): void {
     const cpu = join(this.cpuDir, path);
     Deno.writeTextFileSync(join(cpu, "cgroup.procs"), "");
     if (this.isV2) {
