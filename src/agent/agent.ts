@@ -71,6 +71,7 @@ import {
   DEFAULT_ESTIMATOR,
   type DemandState,
   type EstimatorConfig,
+  needsPressureOnlyWhenThrottled,
   updateDemand,
 } from "./estimator.ts";
 import { weightAction } from "./yield.ts";
@@ -403,8 +404,12 @@ export class NodeAgent {
   /** Starts watching, sampling and clearing. */
   async start(): Promise<void> {
     this.#layout = detectLayout(this.#o.cgroupRoot);
-    // The agent takes limits from the pod spec: the CFS quota need not be read every second.
-    this.#sampler = new CgroupSampler(this.#layout, { slowLimits: true });
+    // The agent takes limits from the pod spec: the CFS quota need not be read every second;
+    // nor PSI, which the estimator uses only for a throttled container.
+    this.#sampler = new CgroupSampler(this.#layout, {
+      slowLimits: true,
+      pressureWhenThrottled: needsPressureOnlyWhenThrottled(this.#o.estimator),
+    });
     for (const i of [this.#pods, this.#node, this.#namespaces, this.#allocations]) i.start();
     await Promise.all(
       [this.#pods, this.#node, this.#namespaces, this.#allocations].map((i) => i.synced()),

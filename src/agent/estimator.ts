@@ -56,6 +56,17 @@ export const DEFAULT_ESTIMATOR: EstimatorConfig = {
   maxStallRatio: 0.9,
 };
 
+/**
+ * Whether the estimator can do without PSI for an interval without
+ * throttling: it reads PSI only from a throttled ratio of
+ * `psiThrottleThreshold`, so with a positive threshold a container whose
+ * throttled-periods counter did not advance never needs it (the agent's
+ * sampler then skips its `cpu.pressure`).
+ */
+export function needsPressureOnlyWhenThrottled(config: EstimatorConfig): boolean {
+  return config.psiThrottleThreshold > 0;
+}
+
 /** One interval's signals, as the cgroup module computes them. */
 export interface Observation {
   /** End of the interval, ms (monotonic or wall: only differences matter). */

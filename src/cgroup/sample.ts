@@ -37,6 +37,8 @@ interface FileSpec {
    * it instead of failing it.
    */
   degradable: boolean;
+  /** The CPU pressure file, which {@link CgroupSamplerOptions.pressureWhenThrottled} may skip. */
+  pressure: boolean;
 }
 
 /**
@@ -51,6 +53,7 @@ function fileSpecs(layout: CgroupLayout, relativePath: string, slowLimits = fals
     required,
     slow,
     degradable: false,
+    pressure: false,
   });
   const files = layout.version === 2
     ? [
@@ -69,6 +72,7 @@ function fileSpecs(layout: CgroupLayout, relativePath: string, slowLimits = fals
     files.push({
       ...spec(join(layout.psiDir, relativePath), "cpu.pressure", false),
       degradable: true,
+      pressure: true,
     });
   }
   return files;
@@ -252,6 +256,8 @@ interface Handles {
   files: (Deno.FsFile | null)[];
   slowText: Record<string, string | null>;
   reads: number;
+  /** The CFS throttled-periods counter at the container's previous sample; null before the first. */
+  throttledPeriods: number | null;
 }
 
 /** How many samples between re-reads of files that rarely change (CFS period, shares). */
@@ -267,6 +273,17 @@ export interface CgroupSamplerOptions {
    * to 30 samples old. Default false.
    */
   slowLimits?: boolean;
+  /**
+   * Read a container's CPU pressure (`cpu.pressure`) only when its CFS
+   * throttled-periods counter advanced since its previous sample; other
+   * samples carry `psi: null`. For callers that use PSI only together with
+   * throttling (the agent's estimator trusts it from a throttled ratio of
+   * 0.5): one read fewer per container and sample for every container that
+   * is not throttled. The first throttled sample gives the PSI baseline, so
+   * a stall ratio (which needs PSI in both samples) comes from the second
+   * throttled interval on. Default false.
+   */
+  pressureWhenThrottled?: boolean;
 }
 
 /**
@@ -278,6 +295,7 @@ export interface CgroupSamplerOptions {
 export class CgroupSampler {
   readonly #layout: CgroupLayout;
   readonly #slowLimits: boolean;
+  readonly #pressureWhenThrottled: boolean;
   readonly #handles = new Map<string, Handles>();
   readonly #buffer = new Uint8Array(4096);
   readonly #decoder = new TextDecoder();
@@ -286,6 +304,7 @@ export class CgroupSampler {
   constructor(layout: CgroupLayout, options: CgroupSamplerOptions = {}) {
     this.#layout = layout;
     this.#slowLimits = options.slowLimits ?? false;
+    this.#pressureWhenThrottled = options.pressureWhenThrottled ?? false;
   }
 
   /** Number of containers with open files. */
@@ -327,13 +346,22 @@ export class CgroupSampler {
     const refreshSlow = handles.reads++ % SLOW_EVERY === 0;
     const texts: Record<string, string | null> = {};
     const { specs, slowText } = handles;
+    let pressure = -1;
     for (let i = 0; i < specs.length; i++) {
       const spec = specs[i];
-      if (!spec.slow) texts[spec.name] = this.#reread(handles, i);
+      if (spec.pressure && this.#pressureWhenThrottled) pressure = i;
+      else if (!spec.slow) texts[spec.name] = this.#reread(handles, i);
       else if (refreshSlow) slowText[spec.name] = texts[spec.name] = this.#reread(handles, i);
       else texts[spec.name] = slowText[spec.name] ?? null;
     }
-    return parseWithNames(this.#layout.version, specs, (name) => texts[name] ?? null, atMs);
+    const sample = parseWithNames(this.#layout.version, specs, (name) => texts[name] ?? null, atMs);
+    const previous = handles.throttledPeriods;
+    handles.throttledPeriods = sample.throttledPeriods;
+    if (pressure >= 0 && previous !== null && sample.throttledPeriods > previous) {
+      const text = this.#reread(handles, pressure);
+      return { ...sample, psi: text === null ? null : pressureOrNull(text) };
+    }
+    return sample;
   }
 
   #open(relativePath: string): Handles {
@@ -351,7 +379,7 @@ export class CgroupSampler {
       for (const file of files) file?.close();
       throw error;
     }
-    return { specs, files, slowText: {}, reads: 0 };
+    return { specs, files, slowText: {}, reads: 0, throttledPeriods: null };
   }
 
   /** Re-reads an open file from offset 0; a file of a removed cgroup fails and is reported missing. */

@@ -4,6 +4,7 @@ import {
   DEFAULT_ESTIMATOR,
   type DemandState,
   measuredNeed,
+  needsPressureOnlyWhenThrottled,
   type Observation,
   updateDemand,
 } from "../../src/agent/estimator.ts";
@@ -190,4 +191,48 @@ Deno.test("estimator on a recorded real-kernel stream: sees the whole core a 200
     "10 s after the load stops, still most of it (60 s half-life)",
   );
   assert.ok(stopped.at(-1)! < stopped[0], "but decaying");
+});
+
+Deno.test("estimator property: without throttling PSI changes nothing, so the sampler may skip it", () => {
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.record({
+          usage: fc.double({ min: 0, max: 8000, noNaN: true }),
+          throttledRatio: fc.double({ min: 0, max: 1, noNaN: true }),
+          psi: fc.double({ min: 0, max: 1, noNaN: true }),
+          dt: fc.integer({ min: 1, max: 60_000 }),
+        }),
+        { minLength: 1, maxLength: 30 },
+      ),
+      fc.double({ min: 0, max: 1, noNaN: true }),
+      (steps, threshold) => {
+        const config = { ...DEFAULT_ESTIMATOR, psiThrottleThreshold: threshold };
+        if (!needsPressureOnlyWhenThrottled(config)) return;
+        let withPsi: DemandState | null = null;
+        let without: DemandState | null = null;
+        let t = 0;
+        for (const s of steps) {
+          t += s.dt;
+          // A sample whose throttled-periods counter did not advance: ratio 0.
+          const ratio = s.throttledRatio < 0.5 ? 0 : s.throttledRatio;
+          const throttled = ratio === 0 ? 0 : s.usage * ratio;
+          withPsi = updateDemand(withPsi, obs(t, s.usage, ratio, throttled, s.psi), config);
+          // The sampler reads PSI only after throttling.
+          without = updateDemand(
+            without,
+            obs(t, s.usage, ratio, throttled, ratio > 0 ? s.psi : null),
+            config,
+          );
+          assert.deepEqual(without, withPsi);
+        }
+      },
+    ),
+  );
+  assert.equal(needsPressureOnlyWhenThrottled(DEFAULT_ESTIMATOR), true);
+  assert.equal(
+    needsPressureOnlyWhenThrottled({ ...DEFAULT_ESTIMATOR, psiThrottleThreshold: 0 }),
+    false,
+    "a threshold of 0 trusts PSI without throttling: it must be read always",
+  );
 });

@@ -178,6 +178,57 @@ for (const layoutName of ALL_LAYOUTS) {
   });
 }
 
+for (const layoutName of ALL_LAYOUTS) {
+  Deno.test(`sample (${layoutName}): with pressureWhenThrottled PSI is read only in samples after throttling`, () => {
+    const { fixture, layout, limited, path } = node(layoutName);
+    const sampler = new CgroupSampler(layout, { pressureWhenThrottled: true });
+    const every = new CgroupSampler(layout);
+    const pressure = layout.psiDir !== null;
+    // Each step: one second, PSI some time advancing; throttled or not.
+    const step = (t: number, throttled: boolean) => {
+      fixture.advance(limited, {
+        usageNanos: 200_000_000,
+        periods: 10,
+        throttledPeriods: throttled ? 8 : 0,
+        throttledNanos: throttled ? 300_000_000 : 0,
+        psiSomeMicros: 250_000,
+      });
+      return [ok(sampler.read(path(limited), t)), ok(every.read(path(limited), t))];
+    };
+    try {
+      const [first, firstEvery] = [
+        ok(sampler.read(path(limited), 0)),
+        ok(every.read(path(limited), 0)),
+      ];
+      assert.equal(first.psi, null, "no previous sample: not known to be throttled");
+      assert.equal(firstEvery.psi !== null, pressure);
+      let [quiet] = step(1000, false);
+      assert.equal(quiet.psi, null, "not throttled: PSI not read");
+      const [onset, onsetEvery] = step(2000, true);
+      assert.equal(onset.psi !== null, pressure, "throttled since the previous sample: read");
+      assert.deepEqual(
+        onset.psi,
+        onsetEvery.psi,
+        "the same reading as a sampler that reads it always",
+      );
+      assert.equal(computeSignals(quiet, onset).status, "ok");
+      const at = (r: ReturnType<typeof computeSignals>) => r.status === "ok" ? r.signals : null;
+      assert.equal(at(computeSignals(quiet, onset))!.psiSomeStallRatio, null, "no baseline yet");
+      const [still] = step(3000, true);
+      const ratio = at(computeSignals(onset, still))!.psiSomeStallRatio;
+      if (pressure) assert.ok(Math.abs(ratio! - 0.25) < 1e-9, `stall ratio ${ratio}`);
+      else assert.equal(ratio, null);
+      [quiet] = step(4000, false);
+      assert.equal(quiet.psi, null, "throttling stopped: PSI not read again");
+      assert.equal(at(computeSignals(still, quiet))!.throttledRatio, 0);
+    } finally {
+      sampler.close();
+      every.close();
+      fixture.cleanup();
+    }
+  });
+}
+
 Deno.test("sample: a file the program may not read is reported as unreadable, by both readers", async () => {
   const { fixture, layout, limited, path } = node("v2-systemd");
   const script = await Deno.makeTempFile({ suffix: ".ts" });
