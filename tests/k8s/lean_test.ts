@@ -478,3 +478,73 @@ Deno.test("lean config: kubeconfig documents, relative files, and what is not su
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("lean config: a JSON kubeconfig is read without loading js-yaml, a YAML one with it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // npm modules that must not load map to modules that throw when they do.
+    await Deno.writeTextFile(
+      join(dir, "deno.json"),
+      JSON.stringify({
+        imports: {
+          "js-yaml": "data:text/javascript,throw new Error('js-yaml was loaded')",
+          "@kubernetes/client-node":
+            "data:text/javascript,throw new Error('client-node was loaded')",
+        },
+      }),
+    );
+    const document = {
+      "current-context": "a",
+      clusters: [{
+        name: "c",
+        cluster: { server: "https://h:6443", "certificate-authority-data": btoa("CA") },
+      }],
+      users: [{ name: "u", user: { token: "t" } }],
+      contexts: [{ name: "a", context: { cluster: "c", user: "u" } }],
+    };
+    await Deno.writeTextFile(join(dir, "config.json"), JSON.stringify(document, null, 2));
+    // Valid YAML that is not JSON, though it starts like it: a flow mapping with plain keys.
+    await Deno.writeTextFile(join(dir, "flow.yaml"), "{current-context: a}");
+    await Deno.writeTextFile(join(dir, "config.yaml"), "current-context: a\n");
+    const mod = new URL("../../src/k8s/lean/mod.ts", import.meta.url).href;
+    await Deno.writeTextFile(
+      join(dir, "read.ts"),
+      `import { loadLeanConfig } from ${JSON.stringify(mod)};
+for (const name of ["config.json", "flow.yaml", "config.yaml"]) {
+  try {
+    console.log(JSON.stringify(await loadLeanConfig({ kubeconfig: ${
+        JSON.stringify(dir)
+      } + "/" + name })));
+  } catch (error) {
+    console.log(JSON.stringify({ error: (error as Error).message }));
+  }
+}`,
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-prompt", "-A", "--config", join(dir, "deno.json"), join(dir, "read.ts")],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, stderr);
+    const [json, flow, yaml] = new TextDecoder().decode(out.stdout).trim().split("\n").map((l) =>
+      JSON.parse(l)
+    );
+    assert.deepEqual(json, { server: "https://h:6443", caCert: "CA", token: "t" });
+    assert.match(flow.error, /flow\.yaml could not be read: js-yaml was loaded/, "not JSON: YAML");
+    assert.match(yaml.error, /config\.yaml could not be read: js-yaml was loaded/);
+    // In process, with the real js-yaml: the same document as YAML, the same connection.
+    await Deno.writeTextFile(
+      join(dir, "config.yaml"),
+      `current-context: a\nclusters:\n- name: c\n  cluster:\n    server: https://h:6443\n    certificate-authority-data: ${
+        btoa("CA")
+      }\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: a\n  context:\n    cluster: c\n    user: u\n`,
+    );
+    assert.deepEqual(
+      await loadLeanConfig({ kubeconfig: join(dir, "config.json") }),
+      await loadLeanConfig({ kubeconfig: join(dir, "config.yaml") }),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

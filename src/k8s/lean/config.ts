@@ -3,8 +3,8 @@
  * service-account credentials, or a kubeconfig file with a bearer token (or
  * token file) or a client certificate, always with the cluster CA trusted.
  * The same rules as `loadKubeConfig` (src/k8s/client.ts), without loading
- * client-node; a kubeconfig file is parsed with js-yaml, imported only when
- * one is read.
+ * client-node; a kubeconfig file is parsed as JSON when it is JSON, else
+ * with js-yaml, imported only when a YAML one is read.
  *
  * @module
  */
@@ -165,13 +165,30 @@ export async function loadLeanConfig(options: ConnectionOptions = {}): Promise<L
   }
   let parsed: unknown;
   try {
-    // Most kubeconfigs are YAML; js-yaml is loaded only here, never in a pod.
-    const { load } = await import("js-yaml") as { load: (text: string) => unknown };
-    parsed = load(text);
+    parsed = jsonDocument(text) ?? await yamlDocument(text);
   } catch (error) {
     throw new KubeConfigError(`kubeconfig ${path} could not be read: ${(error as Error).message}`);
   }
   return leanConfigFromDocument(parsed, path, options.context);
+}
+
+/**
+ * A kubeconfig written as JSON (which is YAML too, and which kubectl reads),
+ * parsed without a YAML parser; undefined for anything else.
+ */
+function jsonDocument(text: string): unknown {
+  if (!text.trimStart().startsWith("{")) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined; // a YAML flow mapping, say: the YAML parser decides
+  }
+}
+
+/** A YAML kubeconfig. js-yaml, the agent's only npm module, is loaded here and only here. */
+async function yamlDocument(text: string): Promise<unknown> {
+  const { load } = await import("js-yaml") as { load: (text: string) => unknown };
+  return load(text);
 }
 
 /**
