@@ -6,12 +6,14 @@
  * every 5 s. Reports its CPU time per second of wall time and its RSS over
  * 60 s at rest: the window opens 5 s after the agent has created every
  * pod's PodAllocation (the takeover, paced by the per-node write limit, is
- * reported on its own line). Targets (issue 16, "an agent a node can afford"): ≤ 0.5% of one core,
+ * reported on its own line). Its kubeconfig is JSON, so it loads no npm
+ * module, as in a pod. Targets (issue 16, "an agent a node can afford"): ≤ 0.5% of one core,
  * RSS ≤ 64 MB. The RSS is also split into anonymous memory (the V8 heap,
  * buffers) and file-backed pages (mostly the Deno executable's code, shared
  * and reclaimable), as /proc reports them at the peak.
  */
 import * as k8s from "@kubernetes/client-node";
+import { load } from "js-yaml";
 import { GROUP, PLURAL } from "../../src/api/mod.ts";
 import { bareContainerID } from "../../src/cgroup/mod.ts";
 import { MANAGED_LABEL } from "../../src/controller/mod.ts";
@@ -69,6 +71,7 @@ const simulator = new KubeletSimulator(admin, {
 });
 const fixture = CgroupFixture.create("v2-systemd");
 let agent: Deno.ChildProcess | null = null;
+let kubeconfigJson: string | null = null;
 let ticker: ReturnType<typeof setInterval> | undefined;
 try {
   await applyManifests(admin, [MANIFESTS.crd, ...MANIFESTS.rbac]);
@@ -129,6 +132,13 @@ try {
       })
     );
   }, 1000);
+  // The agent's kubeconfig as JSON: read without js-yaml, the agent loads no npm module, as in a
+  // pod (in-cluster credentials); a YAML kubeconfig would add js-yaml and npm's loader, ~3 MB.
+  kubeconfigJson = await Deno.makeTempFile({ suffix: ".json" });
+  await Deno.writeTextFile(
+    kubeconfigJson,
+    JSON.stringify(load(await Deno.readTextFile(testbed.identities.agent.kubeconfig))),
+  );
   agent = new Deno.Command(Deno.execPath(), {
     // The heap the shipped manifest gives it (DENO_V8_FLAGS), unless the caller sets one.
     env: { DENO_V8_FLAGS: Deno.env.get("DENO_V8_FLAGS") ?? manifestV8Flags("agent") },
@@ -138,7 +148,7 @@ try {
       ...taskRunFlags("agent"),
       MAIN,
       "--kubeconfig",
-      testbed.identities.agent.kubeconfig,
+      kubeconfigJson,
       "--node-name",
       "node-a",
       "--cgroup-root",
@@ -220,4 +230,5 @@ try {
   await simulator.stop();
   await testbed.stop();
   fixture.cleanup();
+  if (kubeconfigJson !== null) await Deno.remove(kubeconfigJson);
 }
