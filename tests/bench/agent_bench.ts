@@ -133,7 +133,7 @@ try {
     );
   }, 1000);
   // The agent's kubeconfig as JSON: read without js-yaml, the agent loads no npm module, as in a
-  // pod (in-cluster credentials); a YAML kubeconfig would add js-yaml and npm's loader, ~3 MB.
+  // pod (in-cluster credentials); a YAML one would load js-yaml, which a pod never does.
   kubeconfigJson = await Deno.makeTempFile({ suffix: ".json" });
   await Deno.writeTextFile(
     kubeconfigJson,
