@@ -9,6 +9,9 @@ export class MalformedFile extends Error {
   }
 }
 
+/** The CPU pressure (PSI) file of a cgroup. */
+export const PRESSURE_FILE = "cpu.pressure";
+
 const DIGITS = /^\d+$/;
 const KEY = /^[a-z_.0-9]+$/;
 

@@ -6,7 +6,7 @@
  * @module
  */
 import { join } from "node:path";
-import { parseSingleInteger, weightToShares } from "./_files.ts";
+import { parseSingleInteger, PRESSURE_FILE, weightToShares } from "./_files.ts";
 import {
   helperReason,
   isKubepodsRoot,
@@ -63,7 +63,7 @@ export function detectLayout(root: string): CgroupLayout {
     );
   }
   const unified = join(root, "unified");
-  const psiDir = isFile(join(cpuDir, "cpu.pressure"))
+  const psiDir = isFile(join(cpuDir, PRESSURE_FILE))
     ? cpuDir
     : isFile(join(unified, "cgroup.controllers"))
     ? unified

@@ -17,6 +17,7 @@ import {
   parseKeyedCounters,
   parsePressure,
   parseSingleInteger,
+  PRESSURE_FILE,
   weightToShares,
 } from "./_files.ts";
 import type { CgroupLayout, CpuSample, SampleResult } from "./types.ts";
@@ -37,8 +38,6 @@ interface FileSpec {
    * it instead of failing it.
    */
   degradable: boolean;
-  /** The CPU pressure file, which {@link CgroupSamplerOptions.pressureWhenThrottled} may skip. */
-  pressure: boolean;
 }
 
 /**
@@ -53,7 +52,6 @@ function fileSpecs(layout: CgroupLayout, relativePath: string, slowLimits = fals
     required,
     slow,
     degradable: false,
-    pressure: false,
   });
   const files = layout.version === 2
     ? [
@@ -70,9 +68,8 @@ function fileSpecs(layout: CgroupLayout, relativePath: string, slowLimits = fals
     ];
   if (layout.psiDir !== null) {
     files.push({
-      ...spec(join(layout.psiDir, relativePath), "cpu.pressure", false),
+      ...spec(join(layout.psiDir, relativePath), PRESSURE_FILE, false),
       degradable: true,
-      pressure: true,
     });
   }
   return files;
@@ -84,7 +81,7 @@ function parseSample(
   text: (name: string) => string | null,
   atMs: number,
 ): CpuSample {
-  const pressure = text("cpu.pressure");
+  const pressure = text(PRESSURE_FILE);
   const psi = pressure === null ? null : pressureOrNull(pressure);
   if (version === 2) {
     const stat = parseKeyedCounters(text("cpu.stat")!);
@@ -349,7 +346,7 @@ export class CgroupSampler {
     let pressure = -1;
     for (let i = 0; i < specs.length; i++) {
       const spec = specs[i];
-      if (spec.pressure && this.#pressureWhenThrottled) pressure = i;
+      if (this.#pressureWhenThrottled && spec.name === PRESSURE_FILE) pressure = i;
       else if (!spec.slow) texts[spec.name] = this.#reread(handles, i);
       else if (refreshSlow) slowText[spec.name] = texts[spec.name] = this.#reread(handles, i);
       else texts[spec.name] = slowText[spec.name] ?? null;
