@@ -96,6 +96,16 @@ export function formatFigure(value: number | null, unit: FigureUnit): string {
   }
 }
 
+/** The p99 check's reference: the same arrivals on a CPU of their own, and its ratio to no limits. */
+function dedicatedText(mbcas: LabBenchRow, none: LabBenchRow | undefined): string {
+  const dedicated = mbcas.latencyP99DedicatedMs ?? null;
+  if (dedicated === null) return "";
+  const ratio = none?.latencyP99Ms ? dedicated / none.latencyP99Ms : null;
+  return `; on a CPU of its own the same arrivals give ${fmt(dedicated)} ms${
+    ratio === null ? "" : ` (${formatFigure(ratio, "ratio")} of no limits)`
+  }`;
+}
+
 /**
  * MBCAS's targets, checked against the other policies of the same
  * repetition: node use ≥ 0.85 × no limits'; batch CPU-s ≥ 0.75 × no limits'
@@ -177,7 +187,7 @@ export function targetChecks(rows: LabBenchRow[], scenario: Scenario): TargetChe
     (v) => v <= 0.5,
     `latency p99 ${fmt(mbcas.latencyP99Ms)} ms vs no limits ${
       none === undefined ? missing("none") : `${fmt(none.latencyP99Ms)} ms`
-    } (${formatFigure(p99, "ratio")}; target ≤ 0.5×)`,
+    } (${formatFigure(p99, "ratio")}; target ≤ 0.5×)${dedicatedText(mbcas, none)}`,
   );
   for (const pod of scenario.roles.protected) {
     const s = staticRow?.throttledSeconds[pod];
@@ -539,6 +549,8 @@ export function summaryMarkdown(
     metText(s).replace(/^met in /, ""),
   ]);
   const what = n === 1 ? "one run" : `median (min–max) over ${n} repetitions`;
+  const dedicated = rowsByRepetition.flat().find((r) => (r.latencyP99DedicatedMs ?? null) !== null)
+    ?.latencyP99DedicatedMs;
   return [
     `Scenario \`${scenario.name}\`, ${meta.durationSeconds} s per policy, seed ${meta.seed}, node ${meta.nodeMillicores}m; ${what}.`,
     "",
@@ -548,6 +560,13 @@ export function summaryMarkdown(
     "",
     markdownTable(["target", "MBCAS", "met"], targets),
     "",
+    ...(dedicated == null ? [] : [
+      `On a CPU of its own, with nothing else running, \`${latencyName}\` would serve the same ` +
+      `arrivals with a p99 of ${
+        latencyText(dedicated)
+      }: their queueing alone, the same under every policy.`,
+      "",
+    ]),
   ].join("\n");
 }
 

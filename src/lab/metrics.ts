@@ -70,6 +70,13 @@ export interface LabBenchRow extends BenchRow {
    * node, from {@link LabRun.agentWrites}; null without them.
    */
   allocationWritesPerMinute?: number | null;
+  /**
+   * p99 of the latency pods' requests on a CPU of their own (see
+   * {@link dedicatedLatenciesMs}): what their arrivals' queueing alone
+   * costs, the same for every policy of a seed; null without latency pods.
+   * Absent in runs summarised before it was.
+   */
+  latencyP99DedicatedMs?: number | null;
 }
 
 /**
@@ -286,6 +293,40 @@ export function workDone(run: LabRun, scenario: Scenario): Record<string, number
   return out;
 }
 
+/**
+ * Latencies (ms) the latency pods' requests would have on a CPU of their own:
+ * each latency pod's arrivals in `[0, durationSeconds)`, by its plan and
+ * seed, served in arrival order by one server that runs each request's
+ * `costMs` without interruption, as soon as the request before it is done.
+ * What remains is the queueing the Poisson arrivals cause by themselves, a
+ * reference for the run's latencies that no policy sharing the CPU can beat
+ * by much (a request's cost is the process's CPU time, so its other threads
+ * can shorten one a little). Pods in `roles.latency` only.
+ *
+ * Throws an Error naming the pod and the option when a pod's workload
+ * options do not parse.
+ */
+export function dedicatedLatenciesMs(
+  scenario: Scenario,
+  durationSeconds: number,
+  runSeed: number,
+): number[] {
+  const latencies: number[] = [];
+  for (const pod of scenario.pods) {
+    if (!scenario.roles.latency.includes(pod.name) || pod.workload !== "latency") continue;
+    const plan = workloadPlan(pod, workloadSeed(runSeed, pod.name));
+    if (plan.kind !== "latency") continue;
+    let freeMs = 0;
+    for (const t of arrivalSeconds(plan.schedule, plan.seed)) {
+      if (t >= durationSeconds) break;
+      const arrivalMs = t * 1000;
+      freeMs = Math.max(freeMs, arrivalMs) + plan.costMs;
+      latencies.push(freeMs - arrivalMs);
+    }
+  }
+  return latencies;
+}
+
 /** The pods {@link workDone} is about: latency and bursty pods outside `roles.batch`, in scenario order. */
 export function workDonePods(scenario: Scenario): string[] {
   return scenario.pods.filter((p) =>
@@ -356,6 +397,10 @@ export function benchRow(run: LabRun, scenario: Scenario): LabBenchRow {
     elasticStepsYielding: steps.filter((s) => s.yielding).length,
     resizesPerPodMinuteP95: percentile(perMinute, 95) ?? 0,
     resizesPerPodMinuteMax: Math.max(0, ...perMinute),
+    latencyP99DedicatedMs: percentile(
+      dedicatedLatenciesMs(scenario, run.durationSeconds, run.seed),
+      99,
+    ),
     allocationWritesPerMinute: run.agentWrites === undefined || run.agentWrites.seconds <= 0
       ? null
       : ((run.agentWrites.creates + run.agentWrites.updates) / run.agentWrites.seconds) * 60,

@@ -8,6 +8,7 @@ import fc from "fast-check";
 import {
   agentWritesFromMetrics,
   benchRow,
+  dedicatedLatenciesMs,
   elasticStepResponses,
   jainIndex,
   type LabBenchRow,
@@ -41,7 +42,7 @@ import {
   targetChecks,
   targetSpread,
 } from "../../src/cli/lab_bench.ts";
-import { renderComparisonSvg } from "../../src/lab/report.ts";
+import { percentile, renderComparisonSvg } from "../../src/lab/report.ts";
 import { taskRunFlags } from "../_support/task_flags.ts";
 import {
   addSample,
@@ -279,6 +280,43 @@ Deno.test("work done: a latency pod with every arrival completed, and half of th
   assert.deepEqual(workDone(other, scenario), { svc: 0 });
 });
 
+Deno.test("dedicated latencies: each latency pod's arrivals served in order on a CPU of its own", () => {
+  const other = scenarioPod("other", "latency", ["--rate-schedule", "0:50", "--cost-ms", "9"]);
+  const scenario = scenarioOf([SVC, other], { latency: ["svc"] });
+  const arrivalsMs = poissonArrivals(parseRateSchedule("0:20,30:0"), workloadSeed(1, "svc"), 0, 40)
+    .map((t) => t * 1000);
+  const latencies = dedicatedLatenciesMs(scenario, 40, 1);
+  // Only `svc` (the latency role), every arrival of the run, none after its end.
+  assert.equal(latencies.length, arrivalsMs.length);
+  assert.equal(
+    dedicatedLatenciesMs(scenario, 12, 1).length,
+    arrivalsMs.filter((t) => t < 12_000).length,
+  );
+  // A request takes its 5 ms, after what the one before it still had left when it arrived.
+  latencies.forEach((l, i) => {
+    const left = i === 0 ? 0 : Math.max(0, latencies[i - 1] - (arrivalsMs[i] - arrivalsMs[i - 1]));
+    assert.ok(Math.abs(l - (5 + left)) < 1e-6, `request ${i}: ${l} ms, expected ${5 + left}`);
+  });
+  assert.ok(
+    latencies.some((l) => l > 5 + 1e-6),
+    "some request queued (the test exercises queueing)",
+  );
+  // A costlier request waits at least as long, request by request.
+  const costly = scenarioOf([
+    scenarioPod("svc", "latency", ["--rate-schedule", "0:20,30:0", "--cost-ms", "20"]),
+  ], { latency: ["svc"] });
+  dedicatedLatenciesMs(costly, 40, 1).forEach((l, i) => assert.ok(l >= latencies[i] + 15 - 1e-6));
+  // The bench row's reference is their p99; without latency pods there is none.
+  assert.equal(
+    benchRow(handRun({ seed: 1, durationSeconds: 40 }), scenario).latencyP99DedicatedMs,
+    percentile(latencies, 99),
+  );
+  assert.equal(
+    benchRow(handRun({ seed: 1, durationSeconds: 40 }), scenarioOf([other])).latencyP99DedicatedMs,
+    null,
+  );
+});
+
 Deno.test("work done: which pods, null when nothing was asked, bad options named", () => {
   const scenario = scenarioOf([
     SVC,
@@ -502,6 +540,14 @@ Deno.test("checkTargets: MET and MISS against the other policies of the run", ()
     "MISS  kernel resizes per pod-minute: max 5 (target ≤ 4)",
     "MISS  fairness 0.960 (target ≥ 0.97)",
   ]);
+  // The p99 line gives the same arrivals' p99 on a CPU of their own, and its ratio to no limits.
+  const referenced = verdictRows();
+  referenced[2].latencyP99DedicatedMs = 36;
+  assert.equal(
+    checkTargets(referenced, scenario)[3],
+    "MISS  latency p99 50.0 ms vs no limits 80.0 ms (0.63×; target ≤ 0.5×); " +
+      "on a CPU of its own the same arrivals give 36.0 ms (0.45× of no limits)",
+  );
   // The same figures met: every line MET.
   const better = verdictRows();
   Object.assign(better[2], {
@@ -665,6 +711,20 @@ Deno.test("summaryMarkdown: per-policy medians with min–max, and the targets m
   });
   assert.ok(one.startsWith("Scenario `mixed`, 150 s per policy, seed 1, node 2000m; one run."));
   assert.ok(one.includes("| mbcas | 50 ms | 96.0 |"));
+  assert.ok(!one.includes("On a CPU of its own"), "no reference line without the figure");
+  const rows = verdictRows().map((r) => ({ ...r, latencyP99DedicatedMs: 36.2 }));
+  const referenced = summaryMarkdown([rows], scenario, {
+    durationSeconds: 150,
+    seed: 1,
+    nodeMillicores: 2000,
+  });
+  assert.ok(
+    referenced.includes(
+      "On a CPU of its own, with nothing else running, `web` would serve the same arrivals with " +
+        "a p99 of 36 ms: their queueing alone, the same under every policy.",
+    ),
+    referenced,
+  );
 });
 
 Deno.test("medianRows: the comparison chart's figures, per policy, over repetitions", () => {
