@@ -26,6 +26,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { parseMillicores } from "../../src/api/mod.ts";
 import { api, type LocalCluster } from "../../src/cluster/mod.ts";
 import { deployMbcas } from "../../src/lab/run.ts";
 import { requireOrSkip } from "../_support/requirements.ts";
@@ -245,13 +246,36 @@ requireOrSkip(
       await new Promise((r) => setTimeout(r, 10_000));
       const holder = await leaseHolder(cluster);
       assert.ok(holder !== null, "a controller replica holds the Lease");
-      const generations = async () => ({
-        pod: (await api(cluster.testbed, "GET", `/api/v1/namespaces/${NS}/pods/batch`))
-          .metadata.generation as number,
-        allocation: (await waitForAllocation(cluster, "batch", () => true)).metadata
-          .generation as number,
-      });
-      const before = await generations();
+      const generations = async () => {
+        const pod = await api(cluster.testbed, "GET", `/api/v1/namespaces/${NS}/pods/batch`);
+        const allocation = await waitForAllocation(cluster, "batch", () => true);
+        // Settled: the pod runs under its allocation, so no resize is still owed to
+        // an earlier change (one held by the cooldown or the budget would land later).
+        // deno-lint-ignore no-explicit-any
+        const settled = allocation.spec.containers.every((c: any) =>
+          parseMillicores(c.cpuLimit) ===
+            parseMillicores(
+              // deno-lint-ignore no-explicit-any
+              pod.spec.containers.find((p: any) => p.name === c.name)?.resources?.limits?.cpu ??
+                "",
+            )
+        );
+        return {
+          pod: pod.metadata.generation as number,
+          allocation: allocation.metadata.generation as number,
+          settled,
+        };
+      };
+      let before = await generations();
+      const settledIn = await waitUntilMs(
+        async () => (before = await generations()).settled,
+        30_000,
+      );
+      console.error(
+        settledIn === null
+          ? "  the batch pod did not settle at its allocation within 30 s; measuring from here"
+          : `  the batch pod runs under its allocation (${settledIn.toFixed(0)} ms)`,
+      );
       await api(
         cluster.testbed,
         "DELETE",
