@@ -8,6 +8,8 @@
 export interface PodSnapshot {
   /** When the poll's answer arrived, milliseconds. */
   atMs: number;
+  /** When the poll was sent, milliseconds (default `atMs`): the state it shows is from between the two. */
+  sentMs?: number;
   /** `namespace/name`. */
   key: string;
   /** The pod's uid: a new one means the pod was recreated. */
@@ -74,10 +76,22 @@ export function snapshotViolations(snapshot: PodSnapshot, bounds: PodBounds): Vi
 }
 
 /**
+ * A resize as the polls saw it: it happened after `afterMs` (when the poll
+ * before it was sent, which still showed the older generation) and by `atMs`
+ * (when the answer that showed it arrived), milliseconds.
+ */
+export interface ResizeSighting {
+  /** Earliest it can have happened. */
+  afterMs: number;
+  /** Latest it can have happened. */
+  atMs: number;
+}
+
+/**
  * Resizes of one pod seen as generation increases between consecutive
- * snapshots (ordered by time), each at the time of the snapshot that showed it.
- * Polls can miss intermediate generations: those resizes are counted at the
- * later snapshot, which only makes the budget check stricter.
+ * snapshots (ordered by time), each placed between the two snapshots' polls.
+ * Polls can miss intermediate generations: those resizes share the interval
+ * of the snapshot that showed them.
  *
  * With `declared` (the pod's declared limits), a step that lands every
  * container on its declared limit is a restore (opt-out, undeploy): the
@@ -87,45 +101,52 @@ export function snapshotViolations(snapshot: PodSnapshot, bounds: PodBounds): Vi
 export function resizeTimes(
   snapshots: readonly PodSnapshot[],
   declared?: Readonly<Record<string, number>>,
-): number[] {
-  const times: number[] = [];
+): ResizeSighting[] {
+  const times: ResizeSighting[] = [];
   for (let i = 1; i < snapshots.length; i++) {
     const [before, after] = [snapshots[i - 1], snapshots[i]];
     if (before.uid !== after.uid) continue;
     const restore = declared !== undefined && after.generation > before.generation &&
       Object.entries(declared).every(([name, limit]) => after.containers[name]?.limit === limit);
     const steps = after.generation - before.generation - (restore ? 1 : 0);
-    for (let n = 0; n < steps; n++) times.push(after.atMs);
+    const afterMs = before.sentMs ?? before.atMs;
+    for (let n = 0; n < steps; n++) times.push({ afterMs, atMs: after.atMs });
   }
   return times;
 }
 
 /**
  * The per-pod resize budget across failovers: at most `budget` resizes of one
- * pod in any `windowMs` window. One violation per window that overflows
- * (reported at its last resize).
+ * pod in any `windowMs` window. A window overflows only when it must, wherever
+ * in its interval each resize happened: `budget + 1` resizes of which the last
+ * was seen less than `windowMs` after the first could have happened. (The
+ * controller times its budget on its own clock to the millisecond; a poll that
+ * saw one resize late must not turn that into a violation.) One violation per
+ * window that overflows (reported at its last resize). Sightings are
+ * consecutive intervals of one pod's polls: ordered by `atMs`, they are ordered
+ * by `afterMs` too.
  */
 export function budgetViolations(
   key: string,
-  times: readonly number[],
+  times: readonly ResizeSighting[],
   budget: number,
   windowMs = 60_000,
 ): Violation[] {
   const found: Violation[] = [];
-  const sorted = [...times].sort((a, b) => a - b);
+  const sorted = [...times].sort((a, b) => a.atMs - b.atMs || a.afterMs - b.afterMs);
   let start = 0;
   let reportedUntil = -Infinity;
   for (let end = 0; end < sorted.length; end++) {
-    while (sorted[end] - sorted[start] >= windowMs) start++;
+    while (sorted[end].atMs - sorted[start].afterMs >= windowMs) start++;
     const count = end - start + 1;
-    if (count > budget && sorted[start] > reportedUntil) {
+    if (count > budget && sorted[start].afterMs > reportedUntil) {
       found.push({
-        atMs: sorted[end],
+        atMs: sorted[end].atMs,
         key,
         invariant: "budget",
         detail: `${count} resizes within ${windowMs / 1000} s (budget ${budget})`,
       });
-      reportedUntil = sorted[end];
+      reportedUntil = sorted[end].atMs;
     }
   }
   return found;

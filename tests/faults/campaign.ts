@@ -310,8 +310,9 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
 
     // Observation: every pod of the namespace from the API (directly, not through the proxy).
     let phase = "start";
-    const snapshotOf = (pod: k8s.V1Pod, atMs: number): PodSnapshot => ({
+    const snapshotOf = (pod: k8s.V1Pod, atMs: number, sentMs = atMs): PodSnapshot => ({
       atMs,
+      sentMs,
       key: `${NS}/${pod.metadata!.name}`,
       uid: pod.metadata!.uid!,
       generation: pod.metadata!.generation ?? 0,
@@ -342,6 +343,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
     };
     const poll = async () => {
       let items: k8s.V1Pod[];
+      const sentMs = Date.now();
       try {
         items = await listPods();
       } catch {
@@ -349,7 +351,7 @@ export async function runCampaign(options: CampaignOptions): Promise<CampaignRep
       }
       const atMs = Date.now();
       for (const pod of items) {
-        const snapshot = snapshotOf(pod, atMs);
+        const snapshot = snapshotOf(pod, atMs, sentMs);
         const b = bounds.get(snapshot.key);
         if (b === undefined) continue;
         record(snapshotViolations(snapshot, b));

@@ -78,12 +78,21 @@ Deno.test("invariants: a new QoS class, a restart, a recreated pod", () => {
   assert.ok(found.every((v) => v.atMs === 7 && v.key === "shop/web"));
 });
 
-Deno.test("resizes: generation steps between polls, missed ones counted at the later poll", () => {
+Deno.test("resizes: generation steps between polls, placed between the two polls", () => {
   const at = (atMs: number, generation: number, uid = "u1") => snapshot({ atMs, generation, uid });
+  const seen = (afterMs: number, atMs: number) => ({ afterMs, atMs });
   assert.deepEqual(resizeTimes([]), []);
-  assert.deepEqual(resizeTimes([at(0, 1), at(100, 1), at(200, 2), at(300, 4)]), [200, 300, 300]);
+  assert.deepEqual(
+    resizeTimes([at(0, 1), at(100, 1), at(200, 2), at(300, 4)]),
+    [seen(100, 200), seen(200, 300), seen(200, 300)],
+  );
   // A recreated pod starts over: its generation is no resize of the old one.
-  assert.deepEqual(resizeTimes([at(0, 5), at(100, 1, "u2"), at(200, 2, "u2")]), [200]);
+  assert.deepEqual(resizeTimes([at(0, 5), at(100, 1, "u2"), at(200, 2, "u2")]), [seen(100, 200)]);
+  // The state a poll shows is from after it was sent: the interval starts there.
+  assert.deepEqual(
+    resizeTimes([snapshot({ sentMs: 40, atMs: 90, generation: 1 }), at(300, 2)]),
+    [seen(40, 300)],
+  );
 });
 
 Deno.test("resizes: a step onto the declared limits is a restore, outside the budget", () => {
@@ -93,20 +102,37 @@ Deno.test("resizes: a step onto the declared limits is a restore, outside the bu
   const seen = [at(0, 1, 1000), at(100, 2, 700), at(200, 3, 1000), at(300, 5, 1000)];
   // 700 counts; the step back to 1000 is a restore; of the double step at 300 one counts
   // (the last landed on the declared limit).
-  assert.deepEqual(resizeTimes(seen, declared), [100, 300]);
+  assert.deepEqual(resizeTimes(seen, declared).map((r) => r.atMs), [100, 300]);
   // Without the declared limits every step counts.
-  assert.deepEqual(resizeTimes(seen), [100, 200, 300, 300]);
+  assert.deepEqual(resizeTimes(seen).map((r) => r.atMs), [100, 200, 300, 300]);
 });
 
+/** Resizes seen exactly when they happened. */
+const exact = (times: number[]) => times.map((t) => ({ afterMs: t, atMs: t }));
+
 Deno.test("budget: more resizes than the budget within a minute is one violation per overflow", () => {
-  assert.deepEqual(budgetViolations("k", [0, 10_000, 20_000, 30_000], 4), []);
-  assert.deepEqual(budgetViolations("k", [0, 10_000, 20_000, 30_000, 60_000], 4), []);
-  const over = budgetViolations("k", [0, 10_000, 20_000, 30_000, 59_999], 4);
+  assert.deepEqual(budgetViolations("k", exact([0, 10_000, 20_000, 30_000]), 4), []);
+  assert.deepEqual(budgetViolations("k", exact([0, 10_000, 20_000, 30_000, 60_000]), 4), []);
+  const over = budgetViolations("k", exact([0, 10_000, 20_000, 30_000, 59_999]), 4);
   assert.equal(over.length, 1);
   assert.equal(over[0].detail, "5 resizes within 60 s (budget 4)");
   assert.equal(over[0].atMs, 59_999);
   // Unsorted input is the same.
-  assert.deepEqual(budgetViolations("k", [59_999, 0, 30_000, 20_000, 10_000], 4), over);
+  assert.deepEqual(budgetViolations("k", exact([59_999, 0, 30_000, 20_000, 10_000]), 4), over);
+});
+
+Deno.test("budget: a resize seen late is no violation when it may have been a minute after the first", () => {
+  // The controller resized at 0 and at 60,000 (its budget: 4 a minute); a stalled
+  // poll saw the first at 900, the fifth at 60,050.
+  const times = [
+    { afterMs: -100, atMs: 900 },
+    ...exact([10_000, 20_000, 30_000]),
+    { afterMs: 59_950, atMs: 60_050 },
+  ];
+  assert.deepEqual(budgetViolations("k", times, 4), []);
+  // Seen so that it cannot have been a minute apart: a violation.
+  const certain = [{ afterMs: 200, atMs: 900 }, ...times.slice(1)];
+  assert.equal(budgetViolations("k", certain, 4).length, 1);
 });
 
 Deno.test("budget: property: a violation exactly when some 60 s window holds more than the budget", () => {
@@ -118,7 +144,35 @@ Deno.test("budget: property: a violation exactly when some 60 s window holds mor
         const overflow = times.some((t) =>
           times.filter((u) => u >= t && u < t + 60_000).length > budget
         );
-        return (budgetViolations("k", times, budget).length > 0) === overflow;
+        return (budgetViolations("k", exact(times), budget).length > 0) === overflow;
+      },
+    ),
+  );
+});
+
+Deno.test("budget: property: a violation only when every placement in the polls' intervals overflows", () => {
+  fc.assert(
+    fc.property(
+      // Polls (gaps between them) and how many resizes each one newly saw.
+      fc.array(fc.record({ gap: fc.integer({ min: 1, max: 30_000 }), resizes: fc.nat(3) }), {
+        maxLength: 20,
+      }),
+      fc.integer({ min: 1, max: 6 }),
+      fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 60, maxLength: 60 }),
+      (polls, budget, where) => {
+        const snapshots = [snapshot({ atMs: 0, generation: 1 })];
+        let t = 0;
+        for (const p of polls) {
+          t += p.gap;
+          snapshots.push(
+            snapshot({ atMs: t, generation: snapshots.at(-1)!.generation + p.resizes }),
+          );
+        }
+        const sightings = resizeTimes(snapshots);
+        if (budgetViolations("k", sightings, budget).length === 0) return true;
+        // Any placement of the resizes in their intervals overflows some window.
+        const placed = sightings.map((s, i) => s.afterMs + (s.atMs - s.afterMs) * where[i % 60]);
+        return placed.some((p) => placed.filter((u) => u >= p && u < p + 60_000).length > budget);
       },
     ),
   );
