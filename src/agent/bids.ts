@@ -128,7 +128,10 @@ export function unmanagedClaim(
  * the reserve. The headroom the elastic limits leave free is the configured
  * share of the capacity plus `systemOverflowMillicores`: what the node's
  * processes outside every pod (system daemons) use beyond the CPU the node
- * keeps back from allocatable for them.
+ * keeps back from allocatable for them. Yielding elastic limits may reach
+ * past the capacity to the allocatable CPU minus the reserve
+ * (`yieldingCapacity`): the pods MBCAS does not manage outrank a yielding pod
+ * by weight, as the protected pods do.
  */
 export function buildMarket(
   allocatableMillicores: number,
@@ -235,6 +238,10 @@ export function buildMarket(
       capacity,
       bids,
       headroom: Math.round(capacity * headroomFraction + Math.max(0, systemOverflowMillicores)),
+      yieldingCapacity: Math.max(
+        capacity,
+        Math.floor(allocatableMillicores - config.reserveMillicores),
+      ),
     },
     allocatableMillicores,
     unmanagedMillicores: unmanaged,

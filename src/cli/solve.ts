@@ -34,7 +34,9 @@ stdin and writes the clearing of each to stdout.
 With --tiered, the market's tiers are settled instead (the agent's market):
 a bid may add "tier" ("protected" or "elastic") and "usage" (millicores it
 uses now), the market "headroom" (millicores the elastic limits leave free),
-"elasticYields" (true: the elastic pods run at the lowest CPU weight) and
+"elasticYields" (true: the elastic pods run at the lowest CPU weight),
+"yieldingCapacity" (millicores, at least "capacity": what yielding elastic
+limits may add up to before the headroom; default "capacity") and
 "protectedLimit" ("target", the default, or "cap": every protected limit is
 its bid's cap); without --tiered those fields are read and ignored.
 

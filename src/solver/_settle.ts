@@ -65,11 +65,17 @@ export function settleMarket(market: Market): Settlement {
     for (const b of protectedBids) limits[b.id] = b.cap;
   }
   const elasticGuaranteed = sum(elasticBids, (b) => guarantees[b.id]);
-  // Elastic bids that yield in the kernel take only what the protected bids
-  // leave, whatever their limits: the budget need not leave that free.
+  // Elastic bids that yield in the kernel take only what every other pod
+  // leaves, whatever their limits: the budget need not leave the protected
+  // usage free, and may reach into the CPU kept out of the capacity for the
+  // pods the market does not manage.
+  const yields = market.elasticYields === true;
+  const elasticCapacity = yields
+    ? Math.max(capacity, market.yieldingCapacity ?? capacity)
+    : capacity;
   const elasticBudget = Math.max(
     elasticGuaranteed,
-    Math.floor(capacity - headroom - (market.elasticYields === true ? 0 : protectedUse)),
+    Math.floor(elasticCapacity - headroom - (yields ? 0 : protectedUse)),
   );
   const elasticLimits = clearMarket({
     capacity: elasticBudget,

@@ -79,9 +79,11 @@
  * - **Yielding elastic bids** (`elasticYields`): when every elastic bid's pod
  *   runs at the kernel's lowest CPU weight, the kernel itself gives the
  *   protected pods the CPU they want before the elastic pods get any, so
- *   B = max(Σ elastic guarantees, C − headroom): the elastic limits reach into
- *   all the CPU the protected bids might leave idle and need not move when
- *   their usage does.
+ *   B = max(Σ elastic guarantees, C' − headroom), where C' ≥ C is the
+ *   `yieldingCapacity` (C by default): the CPU the market keeps out of C for
+ *   the pods it does not manage, which outrank a yielding pod by weight as
+ *   the protected ones do. The elastic limits reach into all the CPU the
+ *   other pods might leave idle and need not move when their usage does.
  * - **Open protected limits** (`protectedLimit: "cap"`): every protected
  *   limit is its bid's cap (≥ its target ≥ its guarantee). A protected pod is
  *   then never throttled below its cap, and when the protected pods want more

@@ -41,6 +41,8 @@ const RULES: Record<string, string> = {
   usage: `must be a non-negative integer number of millicores, at most ${MAX_MILLICORES}`,
   headroom: `must be a non-negative integer number of millicores, at most ${MAX_MILLICORES}`,
   elasticYields: "must be true or false",
+  yieldingCapacity:
+    `must be a non-negative integer number of millicores, at most ${MAX_MILLICORES}`,
   protectedLimit: `must be "target" or "cap"`,
 };
 
@@ -61,6 +63,7 @@ const marketSchema = z.strictObject({
   surplus: z.enum(["distribute", "retain"]).optional(),
   headroom: millicores.optional(),
   elasticYields: z.boolean().optional(),
+  yieldingCapacity: millicores.optional(),
   protectedLimit: z.enum(["target", "cap"]).optional(),
   bids: z.array(bidSchema),
 });
@@ -77,6 +80,12 @@ export function parseMarket(raw: unknown): Market {
   const result = marketSchema.safeParse(raw);
   if (!result.success) throw describeIssue(raw, result.error.issues[0]);
   const market = result.data;
+  if (market.yieldingCapacity !== undefined && market.yieldingCapacity < market.capacity) {
+    throw new MarketInputError(
+      `market: field "yieldingCapacity" must be at least capacity ${market.capacity}, got ${market.yieldingCapacity}`,
+      "yieldingCapacity",
+    );
+  }
   const seen = new Map<string, number>();
   market.bids.forEach((bid, index) => {
     const where = `bids[${index}] (id ${JSON.stringify(bid.id)})`;

@@ -64,6 +64,16 @@ export interface Market {
    */
   elasticYields?: boolean;
   /**
+   * CPU the elastic limits may add up to (before the headroom) when the
+   * elastic bids yield in the kernel, millicores, at least `capacity`
+   * (default `capacity`; ignored without `elasticYields`). A yielding elastic
+   * pod is outranked by every other pod's CPU weight, managed or not, so its
+   * limit may reach into the CPU the market keeps out of its capacity for the
+   * pods it does not manage (the agent passes the node's allocatable CPU less
+   * the reserve): what those pods leave idle, elastic pods may use.
+   */
+  yieldingCapacity?: number;
+  /**
    * How the protected bids' limits are set: `target` (default) or `cap`
    * (every protected limit is its bid's cap: a limit is a cap, not a
    * reservation, and the kernel's weights share a contended node). The

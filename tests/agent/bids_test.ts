@@ -112,6 +112,14 @@ Deno.test("bids: capacity = allocatable − what other CPU users may take (max(r
   assert.equal(unmanagedMillicores, 100 + 351 + 300);
   assert.equal(market.capacity, 4000 - 751 - 100);
   assert.deepEqual(market.bids.map((b) => b.id), ["a/managed/c"]);
+  // Yielding elastic limits may reach into what the unmanaged pods take, not into the reserve.
+  assert.equal(market.yieldingCapacity, 4000 - 100);
+  // Never below the capacity (a reserve larger than the allocatable leaves both at 0).
+  const reserved = buildMarket(4000, pods, {
+    maxPerContainerMillicores: null,
+    reserveMillicores: 5000,
+  });
+  assert.deepEqual([reserved.market.capacity, reserved.market.yieldingCapacity], [0, 0]);
 });
 
 Deno.test("bids: an ordinary overcommitted node (unmanaged limits 1+2+2 cores on 4) keeps the managed pod at its need", () => {

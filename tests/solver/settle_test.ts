@@ -36,12 +36,14 @@ const marketArb: fc.Arbitrary<Market> = fc
     capacity: fc.integer({ min: 0, max: 40_000 }),
     headroom: fc.option(fc.integer({ min: 0, max: 4000 }), { nil: undefined }),
     elasticYields: fc.option(fc.boolean(), { nil: undefined }),
+    beyondCapacity: fc.option(fc.integer({ min: 0, max: 4000 }), { nil: undefined }),
     protectedLimit: fc.constantFrom<"target" | "cap" | undefined>("target", "cap", undefined),
   })
-  .map(({ bids, capacity, headroom, elasticYields, protectedLimit }) => ({
+  .map(({ bids, capacity, headroom, elasticYields, beyondCapacity, protectedLimit }) => ({
     capacity,
     ...(headroom === undefined ? {} : { headroom }),
     ...(elasticYields === undefined ? {} : { elasticYields }),
+    ...(beyondCapacity === undefined ? {} : { yieldingCapacity: capacity + beyondCapacity }),
     ...(protectedLimit === undefined ? {} : { protectedLimit }),
     bids: bids.map((b, i) => ({ id: `ns/pod-${(i * 7919) % 1000}-${i}/c`, ...b })),
   }));
@@ -217,16 +219,17 @@ Deno.test("property: the elastic limits add up to the budget (or every elastic t
     fc.property(marketArb, (market) => {
       const s = settleMarket(market);
       const elasticBids = market.bids.filter(elastic);
-      const protectedUse = market.elasticYields === true
-        ? 0
-        : market.bids.filter((b) => !elastic(b)).reduce(
-          (x, b) => x + (b.usage ?? target(b)),
-          0,
-        );
+      const yields = market.elasticYields === true;
+      const protectedUse = yields ? 0 : market.bids.filter((b) => !elastic(b)).reduce(
+        (x, b) => x + (b.usage ?? target(b)),
+        0,
+      );
+      // Yielding, the budget reaches to the yielding capacity; otherwise the capacity.
+      const reach = yields ? market.yieldingCapacity ?? market.capacity : market.capacity;
       const guaranteed = total(s.guarantees, elasticBids);
       assert.equal(
         s.elasticBudget,
-        Math.max(guaranteed, market.capacity - (market.headroom ?? 0) - protectedUse),
+        Math.max(guaranteed, reach - (market.headroom ?? 0) - protectedUse),
       );
       const limits = total(s.limits, elasticBids);
       const wanted = elasticBids.reduce((x, b) => x + Math.max(s.guarantees[b.id], target(b)), 0);
@@ -308,6 +311,49 @@ Deno.test("settle: the lab's node with yielding elastic pods — the batch jobs'
   assert.equal(yielding.elasticBudget, 1900);
   assert.deepEqual([yielding.limits["batch-a"], yielding.limits["batch-b"]], [950, 950]);
   assert.deepEqual(yielding.guarantees, tracking.guarantees);
+});
+
+Deno.test("property: the yielding capacity changes only yielding elastic limits and the budget, never a guarantee", () => {
+  fc.assert(
+    fc.property(marketArb, fc.integer({ min: 0, max: 4000 }), (market, beyond) => {
+      const { yieldingCapacity: _, ...base } = market;
+      const wider = { ...base, yieldingCapacity: market.capacity + beyond };
+      const [s, w] = [settleMarket(base), settleMarket(wider)];
+      assert.deepEqual(w.guarantees, s.guarantees);
+      if (market.elasticYields !== true) {
+        assert.deepEqual(w, s, "ignored unless the elastic bids yield");
+        return;
+      }
+      for (const b of market.bids) {
+        if (elastic(b)) assert.ok(w.limits[b.id] >= s.limits[b.id], `${b.id}: never lower`);
+        else assert.equal(w.limits[b.id], s.limits[b.id]);
+      }
+      assert.ok(w.elasticBudget >= s.elasticBudget);
+      assert.ok(w.elasticBudget - s.elasticBudget <= beyond);
+    }),
+    { numRuns: RUNS },
+  );
+});
+
+Deno.test("settle: the lab's node — yielding batch jobs' limits reach past the capacity into what the unmanaged pods leave", () => {
+  const bids: Bid[] = [
+    { id: "web", weight: 300, floor: 300, demand: 560, cap: 2000, usage: 560 },
+    { id: "batch-a", weight: 100, floor: 100, demand: 1200, cap: 2000, tier: "elastic" },
+    { id: "batch-b", weight: 100, floor: 100, demand: 1200, cap: 2000, tier: "elastic" },
+  ];
+  // 200m of the node's 2000m kept out of the market for pods MBCAS does not manage.
+  const market: Market = { capacity: 1800, headroom: 90, bids, elasticYields: true };
+  const within = settleMarket(market);
+  assert.equal(within.elasticBudget, 1710);
+  assert.deepEqual([within.limits["batch-a"], within.limits["batch-b"]], [855, 855]);
+  const reaching = settleMarket({ ...market, yieldingCapacity: 2000 });
+  assert.equal(reaching.elasticBudget, 1910);
+  assert.deepEqual([reaching.limits["batch-a"], reaching.limits["batch-b"]], [955, 955]);
+  assert.deepEqual(reaching.guarantees, within.guarantees);
+  assert.equal(reaching.limits.web, within.limits.web);
+  // Not yielding, the unmanaged pods' CPU stays out of the budget.
+  const tracking = settleMarket({ ...market, elasticYields: false, yieldingCapacity: 2000 });
+  assert.deepEqual(tracking, settleMarket({ ...market, elasticYields: false }));
 });
 
 Deno.test("property: deterministic and independent of the order of the bids", () => {

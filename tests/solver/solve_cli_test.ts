@@ -267,6 +267,39 @@ Deno.test("cli: --tiered with elasticYields: the elastic budget leaves the prote
   assert.match(bad.stderr, /field "elasticYields" must be true or false, got "yes"/);
 });
 
+Deno.test("cli: --tiered with yieldingCapacity: yielding elastic limits reach past the capacity; below the capacity or fractional is refused", async () => {
+  const market = {
+    capacity: 1800,
+    headroom: 100,
+    elasticYields: true,
+    yieldingCapacity: 2000,
+    bids: [
+      { id: "web", weight: 300, floor: 300, demand: 560, cap: 2000, usage: 560 },
+      { id: "batch", weight: 100, floor: 100, demand: 2000, cap: 2000, tier: "elastic" },
+    ],
+  };
+  const reaching = await solve(JSON.stringify(market), ["--tiered"]);
+  assert.equal(reaching.code, 0, reaching.stderr);
+  assert.equal(JSON.parse(reaching.stdout).limits.batch, 1900, "2000 − the headroom");
+  const { yieldingCapacity: _, ...within } = market;
+  assert.equal(
+    JSON.parse((await solve(JSON.stringify(within), ["--tiered"])).stdout).limits.batch,
+    1700,
+    "without it: the capacity − the headroom",
+  );
+  // Without --tiered it is read and ignored, as the other tier fields.
+  const plain = await solve(JSON.stringify(market), []);
+  assert.equal(plain.stdout, (await solve(JSON.stringify(within), [])).stdout);
+  const below = await solve(JSON.stringify({ ...market, yieldingCapacity: 1500 }), ["--tiered"]);
+  assert.equal(below.code, 2);
+  assert.match(below.stderr, /field "yieldingCapacity" must be at least capacity 1800, got 1500/);
+  const fractional = await solve(JSON.stringify({ ...market, yieldingCapacity: 1900.5 }), [
+    "--tiered",
+  ]);
+  assert.equal(fractional.code, 2);
+  assert.match(fractional.stderr, /field "yieldingCapacity" must be a non-negative integer/);
+});
+
 Deno.test("cli: --tiered with protectedLimit cap: protected limits are their caps, the rest unchanged; an unknown mode is refused", async () => {
   const market = {
     capacity: 2000,
