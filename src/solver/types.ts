@@ -59,8 +59,9 @@ export interface Market {
    * at the lowest CPU weight, so the kernel gives the protected pods (and
    * everything else on the node) the CPU they want first, within a
    * scheduling period. The elastic limits then need not leave the protected
-   * bids' live use free: the elastic budget is the capacity minus the
-   * headroom. Default false (the budget leaves the protected usage free).
+   * bids' live use free: the elastic budget is the capacity (or the
+   * `yieldingCapacity`) minus the headroom. Default false (the budget leaves
+   * the protected usage free).
    */
   elasticYields?: boolean;
   /**
@@ -111,8 +112,9 @@ export interface Settlement {
   limits: Record<string, number>;
   /**
    * CPU the elastic tier may run on: the capacity minus the headroom minus
-   * what the protected bids use (not subtracted when the elastic bids yield),
-   * never below the elastic guarantees, millicores.
+   * what the protected bids use (when the elastic bids yield: the yielding
+   * capacity minus the headroom), never below the elastic guarantees,
+   * millicores.
    */
   elasticBudget: number;
   /**
