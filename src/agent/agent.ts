@@ -72,6 +72,7 @@ import {
   type DemandState,
   type EstimatorConfig,
   needsPressureOnlyWhenThrottled,
+  outgrewClearing,
   updateDemand,
 } from "./estimator.ts";
 import { weightAction } from "./yield.ts";
@@ -267,6 +268,8 @@ interface ContainerTrack {
   needWindow: number[];
   /** When the last good signal was computed (wall clock, ms); null before the first. */
   signalAtMs: number | null;
+  /** The demand estimate the last clearing used, millicores; null before one used it. */
+  clearedDemandMillicores: number | null;
   /** An "unreadable" sampling error was logged for this container. */
   warnedUnreadable?: boolean;
 }
@@ -485,7 +488,11 @@ export class NodeAgent {
           track.needWindow.push(s.usageMillicores + Math.max(0, s.throttledMillicores));
           if (track.needWindow.length > this.#needSamples()) track.needWindow.shift();
           track.demand = updateDemand(track.demand, observation, this.#o.estimator);
-          if (s.throttledRatio >= this.#o.heavyThrottleRatio && !wasThrottled) heavy = true;
+          if (
+            s.throttledRatio >= this.#o.heavyThrottleRatio &&
+            (!wasThrottled ||
+              outgrewClearing(track.clearedDemandMillicores, track.demand.demandMillicores))
+          ) heavy = true;
         } else {
           this.stats.sampleErrors++;
           this.#metrics.samplingErrors.inc({ kind: signals.status });
@@ -497,8 +504,9 @@ export class NodeAgent {
     this.#reconcileWeights();
     this.stats.samples++;
     this.#o.progress?.beat(AGENT_LOOPS.sampling, now);
-    // React now when a container just became heavily throttled, or when the
-    // protected pods' need rose enough that the elastic limits must come down.
+    // React now when a container just became heavily throttled (or, heavily
+    // throttled, outgrew what its last clearing gave it), or when the protected
+    // pods' need rose enough that the elastic limits must come down.
     if (heavy || this.#protectedNeedRose()) void this.clearAndPublish();
   }
 
@@ -563,6 +571,7 @@ export class NodeAgent {
       usageWindow: [],
       needWindow: [],
       signalAtMs: null,
+      clearedDemandMillicores: null,
     };
     this.#tracks.set(id, track);
     return track;
@@ -764,6 +773,7 @@ export class NodeAgent {
           const declared = baseline?.containers.find((b) => b.name === c.name)?.cpuLimit;
           const fresh = track !== undefined && track.signalAtMs !== null &&
             track.signalAtMs >= freshAfter;
+          if (fresh) track.clearedDemandMillicores = track.demand?.demandMillicores ?? null;
           return {
             name: c.name,
             requestMillicores: parseMillicores(c.resources?.requests?.cpu ?? "") ?? 0,

@@ -121,3 +121,32 @@ export function updateDemand(
   const keep = 2 ** (-elapsed / config.releaseHalfLifeMs);
   return { demandMillicores: target + (state.demandMillicores - target) * keep, atMs: obs.atMs };
 }
+
+/**
+ * How much a heavily throttled container's demand must exceed the demand its
+ * last clearing used before the market is cleared again at once: a quarter
+ * more ({@link outgrewClearing}), and at least {@link OUTGREW_MIN_MILLICORES}.
+ */
+export const OUTGREW_FACTOR = 1.25;
+
+/** The least growth, millicores, that {@link outgrewClearing} counts. */
+export const OUTGREW_MIN_MILLICORES = 50;
+
+/**
+ * Whether a heavily throttled container's demand estimate has outgrown the
+ * one its last clearing used, so the market should be cleared again now
+ * rather than at its next interval. The step into heavy throttling clears at
+ * once, but from the first interval's measurement, which sees only part of a
+ * burst that began within it; fast attack adopts the whole need one sample
+ * later, and this lets the limits follow then. Each such clearing raises the
+ * demand it is measured against by at least a quarter, so a growing need
+ * causes a few extra clearings, not one a sample. False without both figures.
+ */
+export function outgrewClearing(
+  clearedMillicores: number | null,
+  demandMillicores: number | null,
+): boolean {
+  if (clearedMillicores === null || demandMillicores === null) return false;
+  return demandMillicores >= clearedMillicores * OUTGREW_FACTOR &&
+    demandMillicores - clearedMillicores >= OUTGREW_MIN_MILLICORES;
+}

@@ -55,3 +55,54 @@ requireOrSkip(
     }
   },
 );
+
+requireOrSkip(
+  "agent: a heavily throttled container whose need keeps growing is cleared again at once, not at the next interval",
+  testbedMissing(),
+  async () => {
+    const lab = await NodeLab.start(4000);
+    let agent: NodeAgent | undefined;
+    try {
+      const [webId] = await lab.runPod(
+        burstablePod(NS, "web", "node-a", [{ name: "app", cpuRequest: "250m", cpuLimit: "500m" }]),
+      );
+      lab.load.set(webId, { usage: 400, throttled: 0 });
+      agent = new NodeAgent(kubeConfig(lab.testbed.identities.agent.kubeconfig), {
+        nodeName: "node-a",
+        cgroupRoot: lab.fixture.root,
+        samplingIntervalMs: 200,
+        marketIntervalMs: 60_000, // no periodic clearing within this test's waits
+      });
+      await agent.start();
+      const limit = async () => m((await lab.pa("web"))?.spec.containers[0].cpuLimit ?? "0");
+      await new Promise((r) => setTimeout(r, 1000)); // a few samples
+      await agent.clearAndPublish();
+      const first = await eventually("web's first allocation", async () => {
+        const l = await limit();
+        return l > 0 ? l : undefined;
+      });
+      // Steps into heavy throttling (every period), needing 700m: cleared at once.
+      lab.load.set(webId, { usage: 400, throttled: 300 });
+      const stepped = await eventually("raised at the step", async () => {
+        const l = await limit();
+        return l > first + 200 ? l : undefined;
+      }, 5_000);
+      // Still throttled in every period, its need grows to 2000m: no new step into heavy
+      // throttling, but its demand outgrew what the last clearing used.
+      const clearings = agent.stats.clearings;
+      lab.load.set(webId, { usage: 400, throttled: 1600 });
+      const grownAt = performance.now();
+      const raised = await eventually("raised again", async () => {
+        const l = await limit();
+        return l >= stepped * 1.5 ? l : undefined;
+      }, 10_000);
+      const took = performance.now() - grownAt;
+      console.log(`  ${first}m → ${stepped}m → ${raised}m, the last ${Math.round(took)} ms after`);
+      assert.ok(took < 5_000, `raised ${Math.round(took)} ms after the need grew (interval 60 s)`);
+      assert.ok(agent.stats.clearings > clearings, "an extra clearing ran");
+    } finally {
+      await agent?.stop();
+      await lab.stop();
+    }
+  },
+);

@@ -6,6 +6,9 @@ import {
   measuredNeed,
   needsPressureOnlyWhenThrottled,
   type Observation,
+  OUTGREW_FACTOR,
+  OUTGREW_MIN_MILLICORES,
+  outgrewClearing,
   updateDemand,
 } from "../../src/agent/estimator.ts";
 
@@ -234,5 +237,44 @@ Deno.test("estimator property: without throttling PSI changes nothing, so the sa
     needsPressureOnlyWhenThrottled({ ...DEFAULT_ESTIMATOR, psiThrottleThreshold: 0 }),
     false,
     "a threshold of 0 trusts PSI without throttling: it must be read always",
+  );
+});
+
+Deno.test("outgrew clearing: a quarter more than the last clearing used, and at least 50m", () => {
+  // The lab's batch job starting mid-sample: its step into heavy throttling was cleared at 293m
+  // from a partial interval; one sample later fast attack shows its whole need.
+  assert.equal(outgrewClearing(293, 904), true);
+  assert.equal(outgrewClearing(800, 999), false, "less than a quarter more");
+  assert.equal(outgrewClearing(800, 1000), true, "exactly a quarter more");
+  assert.equal(outgrewClearing(100, 140), false, "a quarter more but under 50m");
+  assert.equal(outgrewClearing(100, 150), true);
+  assert.equal(outgrewClearing(900, 600), false, "a lower need never clears early");
+  assert.equal(outgrewClearing(null, 5000), false, "no clearing used it yet");
+  assert.equal(outgrewClearing(500, null), false);
+});
+
+Deno.test("property: a growing need clears again at most log₁.₂₅(final / first) + 1 times", () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 10_000 }),
+      fc.array(fc.integer({ min: 0, max: 2_000 }), { minLength: 1, maxLength: 200 }),
+      (first, rises) => {
+        // Each sample the demand rises by some amount; a clearing records the demand it used.
+        let demand = first;
+        let cleared = first;
+        let clearings = 0;
+        for (const rise of rises) {
+          demand += rise;
+          if (outgrewClearing(cleared, demand)) {
+            assert.ok(demand >= cleared * OUTGREW_FACTOR);
+            assert.ok(demand - cleared >= OUTGREW_MIN_MILLICORES);
+            cleared = demand;
+            clearings++;
+          }
+        }
+        const bound = Math.floor(Math.log(demand / first) / Math.log(OUTGREW_FACTOR)) + 1;
+        assert.ok(clearings <= bound, `${clearings} clearings from ${first}m to ${demand}m`);
+      },
+    ),
   );
 });
