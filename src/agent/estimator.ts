@@ -140,7 +140,8 @@ export const OUTGREW_MIN_MILLICORES = 50;
  * burst that began within it; fast attack adopts the whole need one sample
  * later, and this lets the limits follow then. Each such clearing raises the
  * demand it is measured against by at least a quarter, so a growing need
- * causes a few extra clearings, not one a sample. False without both figures.
+ * causes at most log₁.₂₅ of its growth in extra clearings. False without
+ * both figures.
  */
 export function outgrewClearing(
   clearedMillicores: number | null,
