@@ -448,58 +448,13 @@ export class NodeAgent {
     // Rediscover when the node's pods changed (the pod watch resets the time), else once a minute.
     if (now - this.#discoveredAt > 60_000) this.#rediscover(now);
     let heavy = false;
-    for (const [id, path] of this.#paths) {
-      const track = this.#tracks.get(id) ?? this.#newTrack(id, path);
-      const result = this.#sampler.read(path, performance.now());
-      if (result.status !== "ok") {
-        this.stats.sampleErrors++;
-        this.#metrics.samplingErrors.inc({ kind: result.status });
-        if (result.status === "unreadable" && !track.warnedUnreadable) {
-          // Once per container: a node whose cgroup files this user may not read.
-          track.warnedUnreadable = true;
-          this.#o.log?.("warn", "cannot read a container's cgroup files", {
-            container: id,
-            detail: result.detail,
-          });
-        }
-        track.previous = null;
-        continue;
-      }
-      if (track.previous !== null) {
-        const signals = computeSignals(track.previous, result.sample);
-        if (signals.status === "ok") {
-          const s = signals.signals;
-          // The previous interval's ratio: only the step into heavy throttling triggers a clearing.
-          const wasThrottled = track.throttledRatio >= this.#o.heavyThrottleRatio;
-          track.usageMillicores = s.usageMillicores;
-          track.throttledRatio = s.throttledRatio;
-          track.signalAtMs = now;
-          track.usageWindow.push(s.usageMillicores);
-          if (track.usageWindow.length > USAGE_WINDOW) track.usageWindow.shift();
-          const observation = {
-            atMs: now,
-            usageMillicores: s.usageMillicores,
-            throttledRatio: s.throttledRatio,
-            throttledMillicores: s.throttledMillicores,
-            psiSomeStallRatio: s.psiSomeStallRatio,
-          };
-          // What it takes now: usage plus throttled time (PSI, which also
-          // rises with contention the elastic pods cause, is left out here).
-          track.needWindow.push(s.usageMillicores + Math.max(0, s.throttledMillicores));
-          if (track.needWindow.length > this.#needSamples()) track.needWindow.shift();
-          track.demand = updateDemand(track.demand, observation, this.#o.estimator);
-          if (
-            s.throttledRatio >= this.#o.heavyThrottleRatio &&
-            (!wasThrottled ||
-              outgrewClearing(track.clearedDemandMillicores, track.demand.demandMillicores))
-          ) heavy = true;
-        } else {
-          this.stats.sampleErrors++;
-          this.#metrics.samplingErrors.inc({ kind: signals.status });
-        }
-      }
-      track.previous = result.sample;
-    }
+    const sampler = this.#sampler;
+    const needSamples = this.#needSamples();
+    // forEach, not for-of: no entry array per container (the agent runs
+    // without V8's optimising compilers, which would remove them).
+    this.#paths.forEach((path, id) => {
+      if (this.#sampleContainer(sampler, id, path, now, needSamples)) heavy = true;
+    });
     this.#sampleSystem();
     this.#reconcileWeights();
     this.stats.samples++;
@@ -508,6 +463,71 @@ export class NodeAgent {
     // throttled, outgrew what its last clearing gave it), or when the protected
     // pods' need rose enough that the elastic limits must come down.
     if (heavy || this.#protectedNeedRose()) void this.clearAndPublish();
+  }
+
+  /**
+   * Samples one container and updates its track; true when it just became
+   * heavily throttled, or, heavily throttled, outgrew its last clearing.
+   */
+  #sampleContainer(
+    sampler: CgroupSampler,
+    id: string,
+    path: string,
+    now: number,
+    needSamples: number,
+  ): boolean {
+    let heavy = false;
+    const track = this.#tracks.get(id) ?? this.#newTrack(id, path);
+    const result = sampler.read(path, performance.now());
+    if (result.status !== "ok") {
+      this.stats.sampleErrors++;
+      this.#metrics.samplingErrors.inc({ kind: result.status });
+      if (result.status === "unreadable" && !track.warnedUnreadable) {
+        // Once per container: a node whose cgroup files this user may not read.
+        track.warnedUnreadable = true;
+        this.#o.log?.("warn", "cannot read a container's cgroup files", {
+          container: id,
+          detail: result.detail,
+        });
+      }
+      track.previous = null;
+      return false;
+    }
+    if (track.previous !== null) {
+      const signals = computeSignals(track.previous, result.sample);
+      if (signals.status === "ok") {
+        const s = signals.signals;
+        // The previous interval's ratio: only the step into heavy throttling triggers a clearing.
+        const wasThrottled = track.throttledRatio >= this.#o.heavyThrottleRatio;
+        track.usageMillicores = s.usageMillicores;
+        track.throttledRatio = s.throttledRatio;
+        track.signalAtMs = now;
+        track.usageWindow.push(s.usageMillicores);
+        if (track.usageWindow.length > USAGE_WINDOW) track.usageWindow.shift();
+        const observation = {
+          atMs: now,
+          usageMillicores: s.usageMillicores,
+          throttledRatio: s.throttledRatio,
+          throttledMillicores: s.throttledMillicores,
+          psiSomeStallRatio: s.psiSomeStallRatio,
+        };
+        // What it takes now: usage plus throttled time (PSI, which also
+        // rises with contention the elastic pods cause, is left out here).
+        track.needWindow.push(s.usageMillicores + Math.max(0, s.throttledMillicores));
+        if (track.needWindow.length > needSamples) track.needWindow.shift();
+        track.demand = updateDemand(track.demand, observation, this.#o.estimator);
+        if (
+          s.throttledRatio >= this.#o.heavyThrottleRatio &&
+          (!wasThrottled ||
+            outgrewClearing(track.clearedDemandMillicores, track.demand.demandMillicores))
+        ) heavy = true;
+      } else {
+        this.stats.sampleErrors++;
+        this.#metrics.samplingErrors.inc({ kind: signals.status });
+      }
+    }
+    track.previous = result.sample;
+    return heavy;
   }
 
   /**

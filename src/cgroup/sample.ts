@@ -14,7 +14,7 @@ import { join } from "node:path";
 import {
   MalformedFile,
   parseCpuMax,
-  parseKeyedCounters,
+  parseCpuStat,
   parsePressure,
   parseSingleInteger,
   PRESSURE_FILE,
@@ -75,48 +75,105 @@ function fileSpecs(layout: CgroupLayout, relativePath: string, slowLimits = fals
   return files;
 }
 
-/** Builds a sample from file contents (null: file absent). Throws MalformedFile. */
-function parseSample(
+/** A sample being assembled from its files, one file at a time. */
+interface Draft {
+  usageNanos: number | null;
+  periods: number;
+  throttledPeriods: number;
+  throttledNanos: number;
+  quotaMicros: number | null;
+  periodMicros: number | null;
+  shares: number | null;
+  psi: CpuSample["psi"];
+}
+
+function emptyDraft(): Draft {
+  return {
+    usageNanos: null,
+    periods: 0,
+    throttledPeriods: 0,
+    throttledNanos: 0,
+    quotaMicros: null,
+    periodMicros: null,
+    shares: null,
+    psi: null,
+  };
+}
+
+/**
+ * Parses the contents of one of a sample's files into `draft`; throws
+ * MalformedFile naming `path` when they are not what the kernel writes.
+ */
+function parseFile(
   version: 1 | 2,
-  text: (name: string) => string | null,
-  atMs: number,
-): CpuSample {
-  const pressure = text(PRESSURE_FILE);
-  const psi = pressure === null ? null : pressureOrNull(pressure);
-  if (version === 2) {
-    const stat = parseKeyedCounters(text("cpu.stat")!);
-    const usage = stat.get("usage_usec");
-    if (usage === undefined) throw new MalformedFile("no usage_usec");
-    const max = parseCpuMax(text("cpu.max")!);
-    const weight = text("cpu.weight");
-    return {
-      atMs,
-      usageNanos: usage * 1000,
-      periods: stat.get("nr_periods") ?? 0,
-      throttledPeriods: stat.get("nr_throttled") ?? 0,
-      throttledNanos: (stat.get("throttled_usec") ?? 0) * 1000,
-      quotaMicros: max.quotaMicros,
-      periodMicros: max.periodMicros,
-      shares: weight === null ? null : weightToShares(parseSingleInteger(weight)),
-      psi,
-    };
+  name: string,
+  path: string,
+  text: string,
+  draft: Partial<Draft>,
+): void {
+  try {
+    switch (name) {
+      case "cpuacct.usage":
+        draft.usageNanos = parseSingleInteger(text);
+        return;
+      case "cpu.stat": {
+        const stat = parseCpuStat(text);
+        if (version === 2) {
+          if (stat.usageUsec === undefined) throw new MalformedFile("no usage_usec");
+          draft.usageNanos = stat.usageUsec * 1000;
+          draft.throttledNanos = (stat.throttledUsec ?? 0) * 1000;
+        } else {
+          draft.throttledNanos = stat.throttledTime ?? 0;
+        }
+        draft.periods = stat.nrPeriods ?? 0;
+        draft.throttledPeriods = stat.nrThrottled ?? 0;
+        return;
+      }
+      case "cpu.max": {
+        const max = parseCpuMax(text);
+        draft.quotaMicros = max.quotaMicros;
+        draft.periodMicros = max.periodMicros;
+        return;
+      }
+      case "cpu.cfs_quota_us": {
+        const quota = parseSingleInteger(text, true);
+        draft.quotaMicros = quota < 0 ? null : quota;
+        return;
+      }
+      case "cpu.cfs_period_us": {
+        const period = parseSingleInteger(text);
+        if (period === 0) throw new MalformedFile("period is 0");
+        draft.periodMicros = period;
+        return;
+      }
+      case "cpu.shares":
+        draft.shares = parseSingleInteger(text);
+        return;
+      case "cpu.weight":
+        draft.shares = weightToShares(parseSingleInteger(text));
+        return;
+      case PRESSURE_FILE:
+        draft.psi = pressureOrNull(text);
+        return;
+    }
+  } catch (error) {
+    if (error instanceof MalformedFile) (error as MalformedInFile).file ??= path;
+    throw error;
   }
-  const usage = parseSingleInteger(text("cpuacct.usage")!);
-  const stat = parseKeyedCounters(text("cpu.stat")!);
-  const quota = parseSingleInteger(text("cpu.cfs_quota_us")!, true);
-  const period = parseSingleInteger(text("cpu.cfs_period_us")!);
-  if (period === 0) throw new MalformedFile("period is 0");
-  const shares = text("cpu.shares");
+}
+
+/** The finished sample: every required file was parsed into `draft`. */
+function finish(draft: Draft, atMs: number): CpuSample {
   return {
     atMs,
-    usageNanos: usage,
-    periods: stat.get("nr_periods") ?? 0,
-    throttledPeriods: stat.get("nr_throttled") ?? 0,
-    throttledNanos: stat.get("throttled_time") ?? 0,
-    quotaMicros: quota < 0 ? null : quota,
-    periodMicros: period,
-    shares: shares === null ? null : parseSingleInteger(shares),
-    psi,
+    usageNanos: draft.usageNanos!,
+    periods: draft.periods,
+    throttledPeriods: draft.throttledPeriods,
+    throttledNanos: draft.throttledNanos,
+    quotaMicros: draft.quotaMicros,
+    periodMicros: draft.periodMicros!,
+    shares: draft.shares,
+    psi: draft.psi,
   };
 }
 
@@ -130,33 +187,25 @@ function pressureOrNull(text: string): CpuSample["psi"] {
   }
 }
 
-/** Runs `parse`, turning a missing required file or garbage into a typed result. */
-function toResult(
-  layout: CgroupLayout,
-  relativePath: string,
-  parse: () => CpuSample,
-): SampleResult {
-  try {
-    return { status: "ok", sample: parse() };
-  } catch (error) {
-    if (error instanceof MissingFile) {
-      const dir = join(layout.cpuDir, relativePath);
-      return exists(dir)
-        ? { status: "missing-file", file: error.file }
-        : { status: "vanished", path: dir };
-    }
-    if (error instanceof UnreadableFile) {
-      return { status: "unreadable", file: error.file, detail: error.message };
-    }
-    if (error instanceof MalformedFile) {
-      return {
-        status: "malformed",
-        file: (error as MalformedInFile).file ?? "",
-        detail: error.message,
-      };
-    }
-    throw error;
+/** Turns a missing required file or garbage met while sampling into a typed result; rethrows anything else. */
+function failure(layout: CgroupLayout, relativePath: string, error: unknown): SampleResult {
+  if (error instanceof MissingFile) {
+    const dir = join(layout.cpuDir, relativePath);
+    return exists(dir)
+      ? { status: "missing-file", file: error.file }
+      : { status: "vanished", path: dir };
   }
+  if (error instanceof UnreadableFile) {
+    return { status: "unreadable", file: error.file, detail: error.message };
+  }
+  if (error instanceof MalformedFile) {
+    return {
+      status: "malformed",
+      file: (error as MalformedInFile).file ?? "",
+      detail: error.message,
+    };
+  }
+  throw error;
 }
 
 /**
@@ -198,44 +247,18 @@ class MissingFile extends Error {
 
 type MalformedInFile = MalformedFile & { file?: string };
 
-/** Wraps a file's parse so a MalformedFile names the file it came from. */
-function named<T>(file: string, parse: () => T): T {
-  try {
-    return parse();
-  } catch (error) {
-    if (error instanceof MalformedFile) (error as MalformedInFile).file ??= file;
-    throw error;
-  }
-}
-
 /** Reads one sample of the container cgroup at `relativePath`, stamped with `atMs`, opening each file once. */
 export function readSample(layout: CgroupLayout, relativePath: string, atMs: number): SampleResult {
   const specs = fileSpecs(layout, relativePath);
-  return toResult(layout, relativePath, () => {
-    const texts = new Map<string, string | null>();
-    for (const spec of specs) texts.set(spec.name, readWhole(spec));
-    return parseWithNames(layout.version, specs, (name) => texts.get(name) ?? null, atMs);
-  });
-}
-
-function parseWithNames(
-  version: 1 | 2,
-  specs: FileSpec[],
-  text: (name: string) => string | null,
-  atMs: number,
-): CpuSample {
-  let current = "";
   try {
-    return parseSample(version, (name) => {
-      current = name;
-      return text(name);
-    }, atMs);
+    const draft = emptyDraft();
+    for (const spec of specs) {
+      const text = readWhole(spec);
+      if (text !== null) parseFile(layout.version, spec.name, spec.path, text, draft);
+    }
+    return { status: "ok", sample: finish(draft, atMs) };
   } catch (error) {
-    // Only on failure: name the file whose contents were being parsed.
-    const path = specs.find((s) => s.name === current)?.path ?? current;
-    return named(path, () => {
-      throw error;
-    });
+    return failure(layout, relativePath, error);
   }
 }
 
@@ -250,8 +273,10 @@ function readWhole(spec: FileSpec): string | null {
 /** Open files of one container, and the slow files' last contents. */
 interface Handles {
   specs: FileSpec[];
+  /** The open files, null for an optional file that is absent. */
   files: (Deno.FsFile | null)[];
-  slowText: Record<string, string | null>;
+  /** What each slow file (by index) gave the sample at its last reading; null when absent. */
+  slowParsed: (Partial<Draft> | null)[];
   reads: number;
   /** The CFS throttled-periods counter at the container's previous sample; null before the first. */
   throttledPeriods: number | null;
@@ -311,9 +336,13 @@ export class CgroupSampler {
 
   /** Reads one sample of the container at `relativePath`, stamped with `atMs`. */
   read(relativePath: string, atMs: number): SampleResult {
-    const result = toResult(this.#layout, relativePath, () => this.#sample(relativePath, atMs));
-    if (result.status !== "ok") this.forget(relativePath);
-    return result;
+    try {
+      return { status: "ok", sample: this.#sample(relativePath, atMs) };
+    } catch (error) {
+      const result = failure(this.#layout, relativePath, error);
+      this.forget(relativePath);
+      return result;
+    }
   }
 
   /** Closes the files of every container not in `relativePaths`. */
@@ -340,25 +369,35 @@ export class CgroupSampler {
       handles = this.#open(relativePath);
       this.#handles.set(relativePath, handles);
     }
+    const version = this.#layout.version;
     const refreshSlow = handles.reads++ % SLOW_EVERY === 0;
-    const texts: Record<string, string | null> = {};
-    const { specs, slowText } = handles;
+    const { specs, slowParsed } = handles;
+    const draft = emptyDraft();
     let pressure = -1;
     for (let i = 0; i < specs.length; i++) {
       const spec = specs[i];
-      if (this.#pressureWhenThrottled && spec.name === PRESSURE_FILE) pressure = i;
-      else if (!spec.slow) texts[spec.name] = this.#reread(handles, i);
-      else if (refreshSlow) slowText[spec.name] = texts[spec.name] = this.#reread(handles, i);
-      else texts[spec.name] = slowText[spec.name] ?? null;
+      if (this.#pressureWhenThrottled && spec.name === PRESSURE_FILE) {
+        pressure = i;
+      } else if (!spec.slow) {
+        const text = this.#reread(handles, i);
+        if (text !== null) parseFile(version, spec.name, spec.path, text, draft);
+      } else {
+        if (refreshSlow) {
+          const text = this.#reread(handles, i);
+          let parsed: Partial<Draft> | null = null;
+          if (text !== null) parseFile(version, spec.name, spec.path, text, parsed = {});
+          slowParsed[i] = parsed;
+        }
+        if (slowParsed[i] !== null) Object.assign(draft, slowParsed[i]);
+      }
     }
-    const sample = parseWithNames(this.#layout.version, specs, (name) => texts[name] ?? null, atMs);
     const previous = handles.throttledPeriods;
-    handles.throttledPeriods = sample.throttledPeriods;
-    if (pressure >= 0 && previous !== null && sample.throttledPeriods > previous) {
+    handles.throttledPeriods = draft.throttledPeriods;
+    if (pressure >= 0 && previous !== null && draft.throttledPeriods > previous) {
       const text = this.#reread(handles, pressure);
-      return { ...sample, psi: text === null ? null : pressureOrNull(text) };
+      if (text !== null) draft.psi = pressureOrNull(text);
     }
-    return sample;
+    return finish(draft, atMs);
   }
 
   #open(relativePath: string): Handles {
@@ -376,7 +415,13 @@ export class CgroupSampler {
       for (const file of files) file?.close();
       throw error;
     }
-    return { specs, files, slowText: {}, reads: 0, throttledPeriods: null };
+    return {
+      specs,
+      files,
+      slowParsed: specs.map(() => null),
+      reads: 0,
+      throttledPeriods: null,
+    };
   }
 
   /** Re-reads an open file from offset 0; a file of a removed cgroup fails and is reported missing. */
@@ -385,6 +430,8 @@ export class CgroupSampler {
     const spec = handles.specs[i];
     if (file === null) return null;
     try {
+      // (node:fs's readSync at a position is one pread instead of a seek and
+      // a read, but importing node:fs costs the agent 6 MB of RSS.)
       file.seekSync(0, Deno.SeekMode.Start);
       // cgroup files are far smaller than the buffer: one read returns all.
       const n = file.readSync(this.#buffer) ?? 0;

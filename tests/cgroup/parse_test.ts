@@ -3,6 +3,7 @@ import fc from "fast-check";
 import {
   MalformedFile,
   parseCpuMax,
+  parseCpuStat,
   parseKeyedCounters,
   parsePressure,
   parseSingleInteger,
@@ -102,6 +103,73 @@ Deno.test("files: cpu.stat, cpu.max, single integers and PSI parse; garbage is M
   assert.equal(weightToShares(1), 2);
   assert.equal(weightToShares(100), 2597); // kubelet: 1024 shares -> weight 39; 100 is the v2 default
   assert.equal(weightToShares(10000), 262144);
+});
+
+/**
+ * The reading of a flat-keyed file the parser must agree with, written the
+ * plain way: trimmed lines, blank ones skipped, each `key value` with one
+ * space, keys `[a-z_.0-9]+`, values safe integers; null where the file is
+ * malformed. The parser itself matches lines with one sticky regular
+ * expression, for the agent's interpreter.
+ */
+function referenceCounters(text: string): Map<string, number> | null {
+  const counters = new Map<string, number>();
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    if (line === "") continue;
+    const space = line.indexOf(" ");
+    const key = line.slice(0, space);
+    const value = line.slice(space + 1);
+    if (space <= 0 || !/^[a-z_.0-9]+$/.test(key) || !/^\d+$/.test(value)) return null;
+    if (!Number.isSafeInteger(Number(value))) return null;
+    counters.set(key, Number(value));
+  }
+  return counters.size === 0 ? null : counters;
+}
+
+Deno.test("files property: cpu.stat parses as the plain line-by-line reading does, valid or corrupted", () => {
+  const key = fc.constantFrom(
+    "usage_usec",
+    "nr_periods",
+    "nr_throttled",
+    "throttled_usec",
+    "throttled_time",
+    "nr_bursts",
+    "core_sched.force_idle_usec",
+  );
+  const blank = fc.constantFrom("", " ", "\t", "\r", "  ");
+  const line = fc.oneof(
+    fc.tuple(blank, key, fc.oneof(fc.nat(), fc.constant(Number.MAX_SAFE_INTEGER)), blank)
+      .map(([a, k, v, b]) => `${a}${k} ${v}${b}`),
+    blank,
+    fc.tuple(key, fc.bigInt({ min: 0n, max: 10n ** 20n })).map(([k, v]) => `${k} ${v}`),
+    fc.constantFrom("usage_usec -5", "nr_periods  3", "Nr_periods 3", "nr_periods 3x", "x", " 5"),
+    fc.string({ maxLength: 12 }),
+  );
+  fc.assert(
+    fc.property(fc.array(line, { maxLength: 10 }), fc.boolean(), (lines, finalNewline) => {
+      const text = lines.join("\n") + (finalNewline ? "\n" : "");
+      const expected = referenceCounters(text);
+      if (expected === null) {
+        assert.throws(() => parseKeyedCounters(text), MalformedFile, JSON.stringify(text));
+        assert.throws(() => parseCpuStat(text), MalformedFile, JSON.stringify(text));
+        return;
+      }
+      assert.deepEqual(parseKeyedCounters(text), expected);
+      assert.deepEqual(parseCpuStat(text), {
+        ...(expected.has("usage_usec") ? { usageUsec: expected.get("usage_usec") } : {}),
+        ...(expected.has("nr_periods") ? { nrPeriods: expected.get("nr_periods") } : {}),
+        ...(expected.has("nr_throttled") ? { nrThrottled: expected.get("nr_throttled") } : {}),
+        ...(expected.has("throttled_usec")
+          ? { throttledUsec: expected.get("throttled_usec") }
+          : {}),
+        ...(expected.has("throttled_time")
+          ? { throttledTime: expected.get("throttled_time") }
+          : {}),
+      });
+    }),
+    { numRuns: 2000 },
+  );
 });
 
 function sample(atMs: number, over: Partial<CpuSample> = {}): CpuSample {
