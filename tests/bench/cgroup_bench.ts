@@ -8,6 +8,9 @@
  * (the benchmark's containers run nothing) and as it would be with every
  * container throttled (PSI read for all, the same reads as before
  * `pressureWhenThrottled`). Target: the agent's sampling pass ≤ 5 ms of CPU.
+ * The agent runs without V8's optimising compilers (its manifest's
+ * DENO_V8_FLAGS); run the benchmark with the same flags for its figures:
+ * `DENO_V8_FLAGS=--no-opt,--no-maglev deno task bench:cgroup`.
  */
 import { cpuUsage } from "node:process";
 import { CgroupSampler, detectLayout, discover } from "../../src/cgroup/mod.ts";
@@ -134,7 +137,9 @@ if (missing === null) {
 }
 
 console.log(
-  `cgroup module cost per pass, ${PODS} pods × ${CONTAINERS} containers, mean of ${PASSES} sampling passes (Deno ${Deno.version.deno})`,
+  `cgroup module cost per pass, ${PODS} pods × ${CONTAINERS} containers, mean of ${PASSES} sampling passes (Deno ${Deno.version.deno}; DENO_V8_FLAGS=${
+    Deno.env.get("DENO_V8_FLAGS") ?? "(unset: V8's optimising compilers on)"
+  })`,
 );
 console.log(
   "tree                                containers  discovery CPU  sampling CPU (every file)  sampling wall  agent's pass, none throttled  agent's pass, all throttled  (target: ≤ 5 ms)",
