@@ -16,7 +16,7 @@ import { benchRow, type LabBenchRow, workDonePods } from "../lab/metrics.ts";
 import { type BenchRow, renderComparisonSvg, renderReport } from "../lab/report.ts";
 import { labAllocatable, labMissing, runLab } from "../lab/run.ts";
 import { buildScenario, type Scenario, type ScenarioName, SCENARIOS } from "../lab/scenario.ts";
-import type { LabPolicy, LabRun } from "../lab/types.ts";
+import type { LabCpuAccount, LabPolicy, LabRun } from "../lab/types.ts";
 import { programArgs } from "../config/mod.ts";
 
 const POLICIES: readonly LabPolicy[] = ["static", "none", "vpa", "mbcas"];
@@ -491,6 +491,33 @@ export interface SummaryMeta {
 }
 
 /**
+ * Where the machine's CPU went besides the scenario's pods, one line per
+ * policy (medians over the repetitions, CPU-seconds of the recorded run):
+ * MBCAS's pods, this benchmark's own process, and the rest of the machine;
+ * null when no run recorded it.
+ */
+export function cpuAccountLines(rowsByRepetition: LabBenchRow[][]): string[] | null {
+  const policies = [...new Set(rowsByRepetition.flat().map((r) => r.policy))];
+  const lines: string[] = [];
+  for (const policy of policies) {
+    const accounts = rowsByRepetition.flat().filter((r) => r.policy === policy)
+      .map((r) => r.cpuAccount ?? null).filter((a): a is LabCpuAccount => a !== null);
+    if (accounts.length === 0) continue;
+    const of = (f: (a: LabCpuAccount) => number) => fmt(median(accounts.map(f)));
+    const rest = (a: LabCpuAccount) =>
+      a.machineCpuSeconds - a.scenarioPodsCpuSeconds - a.mbcasPodsCpuSeconds - a.harnessCpuSeconds;
+    lines.push(
+      `${policy}: machine ${of((a) => a.machineCpuSeconds)} CPU-s in ${
+        of((a) => a.seconds)
+      } s; scenario pods ${of((a) => a.scenarioPodsCpuSeconds)}, MBCAS's pods ${
+        of((a) => a.mbcasPodsCpuSeconds)
+      }, this benchmark's process ${of((a) => a.harnessCpuSeconds)}, the rest ${of(rest)}`,
+    );
+  }
+  return lines.length === 0 ? null : lines;
+}
+
+/**
  * `summary.md`, ready for docs/lab.md: one line on the runs, a table of each
  * policy's median and min–max over the repetitions (latency p99 of the
  * latency pods, batch CPU-s, node use, work done of the bursty protected
@@ -549,6 +576,7 @@ export function summaryMarkdown(
     metText(s).replace(/^met in /, ""),
   ]);
   const what = n === 1 ? "one run" : `median (min–max) over ${n} repetitions`;
+  const account = cpuAccountLines(rowsByRepetition);
   const dedicated = rowsByRepetition.flat().find((r) => (r.latencyP99DedicatedMs ?? null) !== null)
     ?.latencyP99DedicatedMs;
   return [
@@ -560,6 +588,13 @@ export function summaryMarkdown(
     "",
     markdownTable(["target", "MBCAS", "met"], targets),
     "",
+    ...(account === null ? [] : [
+      `Where the machine's CPU went (${what}; the rest is the control plane, the kubelet, ` +
+      `containerd, other pods and the kernel):`,
+      "",
+      ...account.map((line) => `- ${line}`),
+      "",
+    ]),
     ...(dedicated == null ? [] : [
       `On a CPU of its own, with nothing else running, \`${latencyName}\` would serve the same ` +
       `arrivals with a p99 of ${
@@ -727,6 +762,7 @@ function printRepetition(
   console.log(formatTable(rows, scenario));
   console.log("");
   for (const line of checkTargets(rows, scenario)) console.log(line);
+  for (const line of cpuAccountLines([rows]) ?? []) console.log(`CPU: ${line}`);
   console.log("");
 }
 

@@ -26,7 +26,7 @@
 import { cpuWeightFile } from "../cgroup/mod.ts";
 import { type BenchRow, percentile } from "./report.ts";
 import { type Scenario, type ScenarioPod, workloadSeed } from "./scenario.ts";
-import type { LabRun } from "./types.ts";
+import type { LabCpuAccount, LabRun } from "./types.ts";
 import {
   arrivalSeconds,
   isOnPhase,
@@ -77,6 +77,8 @@ export interface LabBenchRow extends BenchRow {
    * Absent in runs summarised before it was.
    */
   latencyP99DedicatedMs?: number | null;
+  /** Where the machine's CPU went over the run ({@link LabRun.cpuAccount}); null without it. */
+  cpuAccount?: LabCpuAccount | null;
 }
 
 /**
@@ -401,6 +403,7 @@ export function benchRow(run: LabRun, scenario: Scenario): LabBenchRow {
       dedicatedLatenciesMs(scenario, run.durationSeconds, run.seed),
       99,
     ),
+    cpuAccount: run.cpuAccount ?? null,
     allocationWritesPerMinute: run.agentWrites === undefined || run.agentWrites.seconds <= 0
       ? null
       : ((run.agentWrites.creates + run.agentWrites.updates) / run.agentWrites.seconds) * 60,

@@ -24,6 +24,7 @@ import {
   detectLayout,
   discover,
   limitMillicores,
+  readCpuUsageNanos,
   readCpuWeight,
   readSample,
 } from "../cgroup/mod.ts";
@@ -43,6 +44,7 @@ import { type Scenario, workloadSeed } from "./scenario.ts";
 import { agentWritesFromMetrics } from "./metrics.ts";
 import type {
   LabAgentWrites,
+  LabCpuAccount,
   LabLatencies,
   LabPolicy,
   LabPrice,
@@ -199,6 +201,14 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
     const watcher = watchKernelLimits(layout, paths, (r) => kernelResizes.push(r));
     cleanups.push(() => watcher.stop());
     const agentUrl = policy === "mbcas" ? await agentMetricsUrl(core) : null;
+    const mbcasCgroups = policy === "mbcas" ? await mbcasPodCgroups(core, layout) : [];
+    if (mbcasCgroups === null) log("MBCAS's pod cgroups not all found: no CPU account");
+    const podCgroups = mbcasCgroups === null ? null : {
+      scenario: [...paths.values()].map((p) => p.slice(0, p.lastIndexOf("/"))),
+      mbcas: mbcasCgroups,
+    };
+    let firstAccount: CpuReading | null = null;
+    let lastAccount: CpuReading | null = null;
 
     const vpa = policy === "vpa" ? new Map<string, CpuHistogram>() : null;
     const previous = new Map<string, CpuSample>();
@@ -267,6 +277,10 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
           }
         }
       }
+      if (second > 0 && podCgroups !== null) {
+        lastAccount = readCpu(layout, podCgroups, second);
+        firstAccount ??= lastAccount;
+      }
       if (agent !== null && second > 0) {
         lastWrites = { t: second, writes: agent.writes };
         firstWrites ??= lastWrites;
@@ -310,6 +324,9 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
         .filter((r) => r.t >= 0 && r.t <= durationSeconds),
       ...(firstWrites !== null && lastWrites !== null && lastWrites.t > firstWrites.t
         ? { agentWrites: writesBetween(firstWrites, lastWrites) }
+        : {}),
+      ...(firstAccount !== null && lastAccount !== null && lastAccount.t > firstAccount.t
+        ? { cpuAccount: cpuBetween(firstAccount, lastAccount) }
         : {}),
     };
   } finally {
@@ -559,6 +576,70 @@ async function readMarket(
     // a missed second stays empty
   }
   return out;
+}
+
+/**
+ * The pod cgroups of MBCAS's running pods (agent and controller replicas),
+ * relative paths; null when some pod's cgroup is not found.
+ */
+async function mbcasPodCgroups(
+  core: k8s.CoreV1Api,
+  layout: CgroupLayout,
+): Promise<string[] | null> {
+  const list = await core.listNamespacedPod({ namespace: "mbcas-system" });
+  const uids = new Set(
+    list.items.filter((p) => p.status?.phase === "Running").map((p) => p.metadata?.uid),
+  );
+  const found = discover(layout).pods.filter((p) => uids.has(p.podUID));
+  return found.length === uids.size ? found.map((p) => p.relativePath) : null;
+}
+
+/** Cumulative CPU counters read at second `t` of a run, nanoseconds. */
+interface CpuReading {
+  t: number;
+  machineNs: number;
+  scenarioNs: number;
+  mbcasNs: number;
+  harnessNs: number;
+}
+
+/** Reads the machine's, the pod cgroups' and this process's CPU counters. */
+function readCpu(
+  layout: CgroupLayout,
+  cgroups: { scenario: string[]; mbcas: string[] },
+  t: number,
+): CpuReading {
+  const sum = (paths: string[]) =>
+    paths.reduce((total, p) => total + (readCpuUsageNanos(layout, p) ?? 0), 0);
+  // /proc/stat's first line: user nice system idle iowait irq softirq steal …, in USER_HZ.
+  const cpu = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/).slice(1, 9)
+    .map(Number);
+  const busyTicks = cpu.reduce((a, b) => a + b, 0) - cpu[3] - cpu[4];
+  // This process: utime + stime, fields 14 and 15 of /proc/self/stat (after the command's ")").
+  const self = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
+  const selfTicks = Number(self[11]) + Number(self[12]);
+  return {
+    t,
+    machineNs: busyTicks * TICK_NS,
+    scenarioNs: sum(cgroups.scenario),
+    mbcasNs: sum(cgroups.mbcas),
+    harnessNs: selfTicks * TICK_NS,
+  };
+}
+
+/** Nanoseconds per USER_HZ tick of /proc (100 Hz on Linux). */
+const TICK_NS = 10_000_000;
+
+/** The CPU-seconds each part used between two readings. */
+function cpuBetween(first: CpuReading, last: CpuReading): LabCpuAccount {
+  const seconds = (a: number, b: number) => Math.round((b - a) / 1e7) / 100;
+  return {
+    seconds: last.t - first.t,
+    machineCpuSeconds: seconds(first.machineNs, last.machineNs),
+    scenarioPodsCpuSeconds: seconds(first.scenarioNs, last.scenarioNs),
+    mbcasPodsCpuSeconds: seconds(first.mbcasNs, last.mbcasNs),
+    harnessCpuSeconds: seconds(first.harnessNs, last.harnessNs),
+  };
 }
 
 /** The agent's write counters as read at second `t` of a run. */

@@ -117,6 +117,31 @@ export interface LabRun {
    * (MBCAS runs; absent otherwise, and in runs recorded before it was).
    */
   agentWrites?: LabAgentWrites;
+  /**
+   * Where the machine's CPU went over the recorded seconds (absent in runs
+   * recorded before it was): the scenario's pods, MBCAS's own pods, the
+   * lab's own process, and everything else.
+   */
+  cpuAccount?: LabCpuAccount;
+}
+
+/**
+ * CPU-seconds the machine used over part of a run, by who used them. The
+ * parts need not add up to the whole: the rest is
+ * {@link LabCpuAccount.machineCpuSeconds} less the others (the control plane,
+ * the kubelet, containerd, other pods, the kernel).
+ */
+export interface LabCpuAccount {
+  /** Seconds between the two readings. */
+  seconds: number;
+  /** Every CPU-second the machine used (`/proc/stat`: all but idle and iowait). */
+  machineCpuSeconds: number;
+  /** The scenario's pods (their pod cgroups). */
+  scenarioPodsCpuSeconds: number;
+  /** MBCAS's pods: the agent and the controller replicas (0 without MBCAS). */
+  mbcasPodsCpuSeconds: number;
+  /** The lab's own process: sampling, and under MBCAS reading the market and the agent's metrics every second. */
+  harnessCpuSeconds: number;
 }
 
 /** Writes of the node's agent over part of a run, from its `mbcas_agent_api_writes_total` (result ok). */

@@ -31,6 +31,7 @@ import { parseRateSchedule, poissonArrivals } from "../../src/lab/_workload_plan
 import { handRun, handSample, labBenchRow } from "./_synthetic_run.ts";
 import {
   checkTargets,
+  cpuAccountLines,
   formatSpread,
   formatTable,
   groupRepetitions,
@@ -894,4 +895,50 @@ Deno.test("agent writes: the bench row gives the agent's PodAllocation writes pe
   assert.equal(benchRow(mixedRun([]), scenario).allocationWritesPerMinute, null);
   const instant = { ...run, agentWrites: { ...run.agentWrites, seconds: 0 } };
   assert.equal(benchRow(instant, scenario).allocationWritesPerMinute, null);
+});
+
+Deno.test("CPU account: the bench row carries the run's, the summary gives medians per policy and the rest", () => {
+  const scenario = buildScenario("mixed", 150, 2000);
+  const account = (mbcas: number, harness: number) => ({
+    seconds: 149,
+    machineCpuSeconds: 280,
+    scenarioPodsCpuSeconds: 250,
+    mbcasPodsCpuSeconds: mbcas,
+    harnessCpuSeconds: harness,
+  });
+  assert.deepEqual(
+    benchRow({ ...mixedRun([]), cpuAccount: account(3, 1) }, scenario).cpuAccount,
+    account(3, 1),
+  );
+  assert.equal(benchRow(mixedRun([]), scenario).cpuAccount, null, "a run recorded before it");
+  const withAccount = (mbcasPods: number, harness: number) =>
+    verdictRows().map((r) => ({
+      ...r,
+      cpuAccount: account(r.policy === "mbcas" ? mbcasPods : 0, harness),
+    }));
+  const lines = cpuAccountLines([withAccount(3, 1), withAccount(5, 2), withAccount(4, 9)]);
+  assert.deepEqual(lines, [
+    "static: machine 280.0 CPU-s in 149.0 s; scenario pods 250.0, MBCAS's pods 0.0, this benchmark's process 2.0, the rest 28.0",
+    "none: machine 280.0 CPU-s in 149.0 s; scenario pods 250.0, MBCAS's pods 0.0, this benchmark's process 2.0, the rest 28.0",
+    "mbcas: machine 280.0 CPU-s in 149.0 s; scenario pods 250.0, MBCAS's pods 4.0, this benchmark's process 2.0, the rest 23.0", // 26, 23, 17
+  ]);
+  assert.equal(cpuAccountLines([verdictRows()]), null, "rows without an account");
+  const md = summaryMarkdown([withAccount(3, 1)], scenario, {
+    durationSeconds: 150,
+    seed: 1,
+    nodeMillicores: 2000,
+  });
+  assert.ok(
+    md.includes(
+      "- mbcas: machine 280.0 CPU-s in 149.0 s; scenario pods 250.0, MBCAS's pods 3.0, this benchmark's process 1.0, the rest 26.0",
+    ),
+    md,
+  );
+  assert.ok(
+    !summaryMarkdown([verdictRows()], scenario, {
+      durationSeconds: 150,
+      seed: 1,
+      nodeMillicores: 2000,
+    }).includes("Where the machine's CPU went"),
+  );
 });

@@ -188,5 +188,20 @@ requireOrSkip(
       `the service's guarantee rose with its need and came down after: ${peakGuarantee}m → ${endGuarantee}m`,
     );
     assert.match(renderReport(run), /data-chart="cpu-0"/);
+
+    // 5. The CPU account: MBCAS's pods used some CPU, and the parts measured
+    // separately fit in what the machine used (a tick of /proc is 10 ms).
+    const account = run.cpuAccount;
+    assert.ok(account !== undefined, "the run recorded where the machine's CPU went");
+    assert.equal(account.seconds, duration - 1);
+    assert.ok(account.mbcasPodsCpuSeconds > 0, `MBCAS's pods: ${JSON.stringify(account)}`);
+    assert.ok(account.harnessCpuSeconds > 0, `the lab's process: ${JSON.stringify(account)}`);
+    const parts = account.scenarioPodsCpuSeconds + account.mbcasPodsCpuSeconds +
+      account.harnessCpuSeconds;
+    assert.ok(
+      parts <= account.machineCpuSeconds + 0.1 &&
+        account.machineCpuSeconds <= navigator.hardwareConcurrency * duration,
+      `the parts fit in the machine's CPU: ${JSON.stringify(account)}`,
+    );
   },
 );
