@@ -59,7 +59,7 @@ import {
   withoutManagedFields,
 } from "../k8s/lean/mod.ts";
 import { type ProtectedLimitMode, settleMarket, type Settlement } from "../solver/core.ts";
-import { Counter, Gauge, Histogram, Registry } from "../metrics/mod.ts";
+import { Counter, Gauge, Histogram, Registry, Series } from "../metrics/mod.ts";
 import {
   type BidConfig,
   buildMarket,
@@ -1073,7 +1073,7 @@ export class NodeAgent {
     for (const view of views) {
       const [namespace, pod] = view.key.split("/");
       for (const c of view.containers) {
-        const labels = { namespace, pod, container: c.name };
+        const labels = new Series({ namespace, pod, container: c.name });
         if (c.usageMillicores !== null) m.usage.set(Math.round(c.usageMillicores), labels);
         if (c.demandMillicores !== null) m.demand.set(Math.round(c.demandMillicores), labels);
         const track = tracks.get(`${view.key}/${c.name}`);

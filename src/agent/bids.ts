@@ -257,7 +257,9 @@ export function buildMarket(
  */
 export function recentPercentile(samples: readonly number[], q = 0.95): number | null {
   if (samples.length === 0) return null;
-  const sorted = [...samples].sort((a, b) => a - b);
+  // A typed array sorts numerically in native code: no comparator called per
+  // comparison (the agent runs without V8's optimising compilers).
+  const sorted = Float64Array.from(samples).sort();
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
 }
 

@@ -16,9 +16,23 @@ function escapeLabelValue(value: string): string {
   return value.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 }
 
-function labelKey(labels: Labels): string {
+function labelKey(labels: Labels | Series): string {
+  if (labels instanceof Series) return labels.key;
   const keys = Object.keys(labels).sort();
   return keys.map((k) => `${k}="${escapeLabelValue(String(labels[k]))}"`).join(",");
+}
+
+/**
+ * A set of labels rendered once, for setting several metrics of the same
+ * series (the agent sets five gauges per container at every clearing).
+ */
+export class Series {
+  /** The labels as the exposition format writes them, sorted by name. */
+  readonly key: string;
+  /** Renders `labels`. */
+  constructor(labels: Labels) {
+    this.key = labelKey(labels);
+  }
 }
 
 interface Metric {
@@ -55,8 +69,8 @@ export class Gauge implements Metric {
   readonly #values = new Map<string, number>();
   /** Creates a gauge. */
   constructor(readonly name: string, readonly help: string) {}
-  /** Sets the value for `labels`. */
-  set(value: number, labels: Labels = {}): void {
+  /** Sets the value for `labels` (or a {@link Series}). */
+  set(value: number, labels: Labels | Series = {}): void {
     this.#values.set(labelKey(labels), value);
   }
   /** Removes every series. */
@@ -64,12 +78,12 @@ export class Gauge implements Metric {
     this.#values.clear();
   }
 
-  /** Removes the series for `labels`. */
-  remove(labels: Labels = {}): void {
+  /** Removes the series for `labels` (or a {@link Series}). */
+  remove(labels: Labels | Series = {}): void {
     this.#values.delete(labelKey(labels));
   }
-  /** The current value. */
-  get(labels: Labels = {}): number | undefined {
+  /** The current value for `labels` (or a {@link Series}). */
+  get(labels: Labels | Series = {}): number | undefined {
     return this.#values.get(labelKey(labels));
   }
   /** Exposition lines. */
