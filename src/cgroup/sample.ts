@@ -270,7 +270,7 @@ function readWhole(spec: FileSpec): string | null {
   }
 }
 
-/** Open files of one container, and the slow files' last contents. */
+/** Open files of one container, and what its slow files gave at their last reading. */
 interface Handles {
   specs: FileSpec[];
   /** The open files, null for an optional file that is absent. */

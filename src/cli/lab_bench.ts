@@ -506,12 +506,26 @@ export function cpuAccountLines(rowsByRepetition: LabBenchRow[][]): string[] | n
     const of = (f: (a: LabCpuAccount) => number) => fmt(median(accounts.map(f)));
     const rest = (a: LabCpuAccount) =>
       a.machineCpuSeconds - a.scenarioPodsCpuSeconds - a.mbcasPodsCpuSeconds - a.harnessCpuSeconds;
+    // The commands that used most of the rest, by their median over the repetitions.
+    const commands = [...new Set(accounts.flatMap((a) => Object.keys(a.restByCommand ?? {})))]
+      .map((command) => ({
+        command,
+        cpuSeconds: median(accounts.map((a) => a.restByCommand?.[command] ?? 0)) ?? 0,
+      }))
+      .filter((c) => c.cpuSeconds >= 0.1)
+      .sort((a, b) => b.cpuSeconds - a.cpuSeconds || a.command.localeCompare(b.command))
+      .slice(0, 6);
+    const byCommand = commands.length === 0
+      ? ""
+      : ` (${commands.map((c) => `${c.command} ${fmt(c.cpuSeconds)}`).join(", ")})`;
     lines.push(
       `${policy}: machine ${of((a) => a.machineCpuSeconds)} CPU-s in ${
         of((a) => a.seconds)
       } s; scenario pods ${of((a) => a.scenarioPodsCpuSeconds)}, MBCAS's pods ${
         of((a) => a.mbcasPodsCpuSeconds)
-      }, this benchmark's process ${of((a) => a.harnessCpuSeconds)}, the rest ${of(rest)}`,
+      }, this benchmark's process ${of((a) => a.harnessCpuSeconds)}, the rest ${
+        of(rest)
+      }${byCommand}`,
     );
   }
   return lines.length === 0 ? null : lines;

@@ -277,9 +277,14 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
           }
         }
       }
-      if (second > 0 && podCgroups !== null) {
-        lastAccount = readCpu(layout, podCgroups, second);
-        firstAccount ??= lastAccount;
+      // The account's two readings: at the first recorded second and at the last.
+      if (
+        podCgroups !== null &&
+        (second === 1 || (second === scenario.durationSeconds && firstAccount !== null))
+      ) {
+        const reading = readCpu(layout, podCgroups, second);
+        if (second === 1) firstAccount = reading;
+        else lastAccount = reading;
       }
       if (agent !== null && second > 0) {
         lastWrites = { t: second, writes: agent.writes };
@@ -601,6 +606,31 @@ interface CpuReading {
   scenarioNs: number;
   mbcasNs: number;
   harnessNs: number;
+  /** Every process outside the pods' cgroups but this one, by pid: its command and CPU. */
+  processes: Map<number, { command: string; ns: number }>;
+}
+
+/** The CPU of every process outside the kubelet's pod cgroups, but this one, by pid. */
+function readProcesses(): Map<number, { command: string; ns: number }> {
+  const out = new Map<number, { command: string; ns: number }>();
+  for (const entry of Deno.readDirSync("/proc")) {
+    const pid = Number(entry.name);
+    if (!Number.isInteger(pid) || pid === Deno.pid) continue;
+    try {
+      if (Deno.readTextFileSync(`/proc/${pid}/cgroup`).includes("kubepods")) continue;
+      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+      const open = stat.indexOf("(");
+      const close = stat.lastIndexOf(")");
+      const fields = stat.slice(close + 2).split(" ");
+      out.set(pid, {
+        command: stat.slice(open + 1, close),
+        ns: (Number(fields[11]) + Number(fields[12])) * TICK_NS,
+      });
+    } catch {
+      // the process is gone
+    }
+  }
+  return out;
 }
 
 /** Reads the machine's, the pod cgroups' and this process's CPU counters. */
@@ -624,6 +654,7 @@ function readCpu(
     scenarioNs: sum(cgroups.scenario),
     mbcasNs: sum(cgroups.mbcas),
     harnessNs: selfTicks * TICK_NS,
+    processes: readProcesses(),
   };
 }
 
@@ -639,7 +670,29 @@ function cpuBetween(first: CpuReading, last: CpuReading): LabCpuAccount {
     scenarioPodsCpuSeconds: seconds(first.scenarioNs, last.scenarioNs),
     mbcasPodsCpuSeconds: seconds(first.mbcasNs, last.mbcasNs),
     harnessCpuSeconds: seconds(first.harnessNs, last.harnessNs),
+    restByCommand: restByCommand(first.processes, last.processes),
   };
+}
+
+/**
+ * The CPU-seconds of the processes outside the pods between two readings, by
+ * command: a process seen only at the last reading started within and counts
+ * whole; one gone by then is not counted (it could not be read).
+ */
+function restByCommand(
+  first: Map<number, { command: string; ns: number }>,
+  last: Map<number, { command: string; ns: number }>,
+): Record<string, number> {
+  const byCommand = new Map<string, number>();
+  for (const [pid, { command, ns }] of last) {
+    const before = first.get(pid);
+    const used = before !== undefined && before.command === command ? ns - before.ns : ns;
+    byCommand.set(command, (byCommand.get(command) ?? 0) + used);
+  }
+  return Object.fromEntries(
+    [...byCommand].filter(([, ns]) => ns > 0).sort((a, b) => b[1] - a[1])
+      .map(([command, ns]) => [command, Math.round(ns / 1e7) / 100]),
+  );
 }
 
 /** The agent's write counters as read at second `t` of a run. */

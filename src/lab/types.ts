@@ -142,6 +142,12 @@ export interface LabCpuAccount {
   mbcasPodsCpuSeconds: number;
   /** The lab's own process: sampling, and under MBCAS reading the market and the agent's metrics every second. */
   harnessCpuSeconds: number;
+  /**
+   * The processes outside the pods (the rest, less the kernel's own work),
+   * CPU-seconds by command, largest first; absent in runs recorded before it
+   * was.
+   */
+  restByCommand?: Record<string, number>;
 }
 
 /** Writes of the node's agent over part of a run, from its `mbcas_agent_api_writes_total` (result ok). */

@@ -914,13 +914,18 @@ Deno.test("CPU account: the bench row carries the run's, the summary gives media
   const withAccount = (mbcasPods: number, harness: number) =>
     verdictRows().map((r) => ({
       ...r,
-      cpuAccount: account(r.policy === "mbcas" ? mbcasPods : 0, harness),
+      cpuAccount: {
+        ...account(r.policy === "mbcas" ? mbcasPods : 0, harness),
+        ...(r.policy === "mbcas"
+          ? { restByCommand: { "kube-apiserver": 10 + harness, etcd: 5, kubelet: 0.05 } }
+          : {}),
+      },
     }));
   const lines = cpuAccountLines([withAccount(3, 1), withAccount(5, 2), withAccount(4, 9)]);
   assert.deepEqual(lines, [
     "static: machine 280.0 CPU-s in 149.0 s; scenario pods 250.0, MBCAS's pods 0.0, this benchmark's process 2.0, the rest 28.0",
     "none: machine 280.0 CPU-s in 149.0 s; scenario pods 250.0, MBCAS's pods 0.0, this benchmark's process 2.0, the rest 28.0",
-    "mbcas: machine 280.0 CPU-s in 149.0 s; scenario pods 250.0, MBCAS's pods 4.0, this benchmark's process 2.0, the rest 23.0", // 26, 23, 17
+    "mbcas: machine 280.0 CPU-s in 149.0 s; scenario pods 250.0, MBCAS's pods 4.0, this benchmark's process 2.0, the rest 23.0 (kube-apiserver 12.0, etcd 5.0)", // 26, 23, 17; kubelet under 0.1
   ]);
   assert.equal(cpuAccountLines([verdictRows()]), null, "rows without an account");
   const md = summaryMarkdown([withAccount(3, 1)], scenario, {
@@ -930,7 +935,7 @@ Deno.test("CPU account: the bench row carries the run's, the summary gives media
   });
   assert.ok(
     md.includes(
-      "- mbcas: machine 280.0 CPU-s in 149.0 s; scenario pods 250.0, MBCAS's pods 3.0, this benchmark's process 1.0, the rest 26.0",
+      "- mbcas: machine 280.0 CPU-s in 149.0 s; scenario pods 250.0, MBCAS's pods 3.0, this benchmark's process 1.0, the rest 26.0 (kube-apiserver 11.0, etcd 5.0)",
     ),
     md,
   );

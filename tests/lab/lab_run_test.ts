@@ -196,6 +196,10 @@ requireOrSkip(
     assert.equal(account.seconds, duration - 1);
     assert.ok(account.mbcasPodsCpuSeconds > 0, `MBCAS's pods: ${JSON.stringify(account)}`);
     assert.ok(account.harnessCpuSeconds > 0, `the lab's process: ${JSON.stringify(account)}`);
+    assert.ok(
+      (account.restByCommand?.["kube-apiserver"] ?? 0) > 0,
+      `the API server is among the rest: ${JSON.stringify(account.restByCommand)}`,
+    );
     const parts = account.scenarioPodsCpuSeconds + account.mbcasPodsCpuSeconds +
       account.harnessCpuSeconds;
     assert.ok(
