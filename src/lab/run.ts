@@ -209,6 +209,9 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
     };
     let firstAccount: CpuReading | null = null;
     let lastAccount: CpuReading | null = null;
+    // The published allocations as last listed, and the agent's write count then.
+    let market = new Map<string, { allocation: number | null; guarantee: number | null }>();
+    let marketAtWrites: number | null = null;
 
     const vpa = policy === "vpa" ? new Map<string, CpuHistogram>() : null;
     const previous = new Map<string, CpuSample>();
@@ -227,8 +230,16 @@ export async function runLab(options: LabOptions): Promise<LabRun> {
       const wait = epochMs + second * 1000 - Date.now();
       if (wait > 0) await sleep(wait, options.signal);
       if (options.signal?.aborted) break;
-      const market = second > 0 && policy === "mbcas" ? await readMarket(custom) : new Map();
       const agent = second > 0 && agentUrl !== null ? await readAgentMetrics(agentUrl) : null;
+      // The published allocations change only when the agent writes one: list
+      // them again only then (or when its counters could not be read), not
+      // every second. The listing is the lab's load on the API server, not
+      // MBCAS's, and only the MBCAS runs would pay for it.
+      const writes = agent === null ? null : agent.writes.creates + agent.writes.updates;
+      if (second > 0 && policy === "mbcas" && (writes === null || writes !== marketAtWrites)) {
+        market = await readMarket(custom);
+        marketAtWrites = market.size === 0 ? null : writes;
+      }
       const now: LabSample[] = [];
       for (const pod of scenario.pods) {
         const path = paths.get(pod.name);
