@@ -629,19 +629,23 @@ function readProcesses(): Map<number, { command: string; ns: number }> {
     if (!Number.isInteger(pid) || pid === Deno.pid) continue;
     try {
       if (Deno.readTextFileSync(`/proc/${pid}/cgroup`).includes("kubepods")) continue;
-      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-      const open = stat.indexOf("(");
-      const close = stat.lastIndexOf(")");
-      const fields = stat.slice(close + 2).split(" ");
-      out.set(pid, {
-        command: stat.slice(open + 1, close),
-        ns: (Number(fields[11]) + Number(fields[12])) * TICK_NS,
-      });
+      out.set(pid, processCpu(Deno.readTextFileSync(`/proc/${pid}/stat`)));
     } catch {
       // the process is gone
     }
   }
   return out;
+}
+
+/** A process's command and CPU time (utime + stime) from its `/proc/<pid>/stat` line. */
+function processCpu(stat: string): { command: string; ns: number } {
+  const open = stat.indexOf("(");
+  const close = stat.lastIndexOf(")"); // the command may hold ")" itself
+  const fields = stat.slice(close + 2).split(" "); // fields 3 on: utime and stime are 14 and 15
+  return {
+    command: stat.slice(open + 1, close),
+    ns: (Number(fields[11]) + Number(fields[12])) * TICK_NS,
+  };
 }
 
 /** Reads the machine's, the pod cgroups' and this process's CPU counters. */
@@ -656,15 +660,12 @@ function readCpu(
   const cpu = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/).slice(1, 9)
     .map(Number);
   const busyTicks = cpu.reduce((a, b) => a + b, 0) - cpu[3] - cpu[4];
-  // This process: utime + stime, fields 14 and 15 of /proc/self/stat (after the command's ")").
-  const self = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
-  const selfTicks = Number(self[11]) + Number(self[12]);
   return {
     t,
     machineNs: busyTicks * TICK_NS,
     scenarioNs: sum(cgroups.scenario),
     mbcasNs: sum(cgroups.mbcas),
-    harnessNs: selfTicks * TICK_NS,
+    harnessNs: processCpu(Deno.readTextFileSync("/proc/self/stat")).ns,
     processes: readProcesses(),
   };
 }
